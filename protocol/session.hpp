@@ -1,0 +1,50 @@
+// The per-connection rules of PROTOCOL.md that need no device registry: the first frame
+// names the device; every later one must name the same DEVICE and KEY; every frame must
+// be within the time tolerance, fresh for this device, and within the flood limit.
+//
+// The worker checks DEVICE and KEY against the registry on the first frame before it
+// calls admit(), so that the replay window is only ever raised for a verified KEY.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "protocol/errors.hpp"
+#include "protocol/frame.hpp"
+#include "protocol/replay.hpp"
+#include "protocol/time.hpp"
+
+namespace iotsocket::protocol {
+
+struct SessionLimits {
+  Tick time_tolerance = std::chrono::seconds{3};
+  std::uint32_t flood_frames = 333;
+  Tick flood_window = std::chrono::seconds{3};
+};
+
+class Session {
+ public:
+  explicit Session(const SessionLimits& limits) noexcept
+      : tolerance_(limits.time_tolerance), flood_(limits.flood_frames, limits.flood_window) {}
+
+  // Checks `frame`, received at `now`, against the rules above. On success the frame's
+  // TIME is recorded in `replay` (the device's window, which outlives this connection) and
+  // the first frame binds this session to its DEVICE and KEY.
+  std::optional<FrameError> admit(const FrameView& frame, Time now, ReplayWindow& replay) noexcept;
+
+  bool logged_in() const noexcept { return device_.has_value(); }
+  std::optional<DeviceId> device() const noexcept { return device_; }
+
+ private:
+  std::optional<FrameError> continuity_error(const FrameView& frame) const noexcept;
+
+  Tick tolerance_;
+  FloodGate flood_;
+  std::optional<DeviceId> device_;
+  // A digest, not the key: the KEY is only compared for equality with the first frame's,
+  // and the session need not keep the secret in memory for a day.
+  std::size_t key_digest_ = 0;
+};
+
+}  // namespace iotsocket::protocol

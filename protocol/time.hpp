@@ -1,0 +1,53 @@
+// TIME: Unix epoch seconds written as digits '.' digits, compared at 0.1 ms (PROTOCOL.md
+// rule 7). The clock is always passed in, so every rule here is testable without sleeping.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace iotsocket::protocol {
+
+// One tick is 0.1 ms, the resolution at which TIME values are compared.
+using Tick = std::chrono::duration<std::int64_t, std::ratio<1, 10'000>>;
+using Time = std::chrono::time_point<std::chrono::system_clock, Tick>;
+
+// The largest TIME we parse: far beyond any clock, small enough that no arithmetic on
+// ticks can overflow.
+inline constexpr std::int64_t kMaxTimeSeconds = 999'999'999'999;
+
+// A wall-clock instant truncated to the protocol's resolution.
+constexpr Time to_time(std::chrono::system_clock::time_point t) noexcept {
+  return std::chrono::floor<Tick>(t);
+}
+
+// Parses digits '.' digits. Decimals beyond the fourth are truncated, fewer are padded.
+std::optional<Time> parse_time(std::string_view text) noexcept;
+
+// Appends the legacy form: seconds, '.', exactly four decimals ("1795571767.0581").
+// Times before the epoch cannot be written in this form and are written as 0.0000.
+void append_time(std::string& out, Time t);
+std::string format_time(Time t);
+
+// |t - now| < tolerance, the server's and the client's time check.
+constexpr bool within_tolerance(Time t, Time now, Tick tolerance) noexcept {
+  const Tick diff = t > now ? t - now : now - t;
+  return diff < tolerance;
+}
+
+// Gives every frame a sender writes on one connection a strictly increasing TIME, even when
+// two frames fall in the same 0.1 ms (PROTOCOL.md: "a TIME value already seen ... is
+// rejected"). It runs ahead of the clock only while frames come faster than one per tick.
+class TimeStamper {
+ public:
+  // The TIME for the next frame, or nullopt when it would run `max_lead` or more ahead of
+  // `now`: the peer would refuse it, so the caller waits (or sends less) instead.
+  std::optional<Time> next(Time now, Tick max_lead) noexcept;
+
+ private:
+  Time last_{};
+};
+
+}  // namespace iotsocket::protocol

@@ -1,0 +1,120 @@
+// The per-connection rules: time tolerance, replay across connections, DEVICE and KEY
+// continuity, flood (PROTOCOL.md "What the server enforces on frames from a device").
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+
+#include "frame_builder.hpp"
+#include "protocol/session.hpp"
+
+namespace iotsocket::protocol {
+namespace {
+
+using namespace std::chrono_literals;
+using test::FrameBuilder;
+
+const Time kServerStart = *parse_time("1795571000.0000");
+const Time kNow = *parse_time("1795571767.0581");
+
+class SessionTest : public ::testing::Test {
+ protected:
+  // Parses the frame and passes it to admit(); the bytes must outlive the call only.
+  std::optional<FrameError> admit(Session& session, const FrameBuilder& frame, Time now = kNow) {
+    content_ = frame.content();
+    const auto parsed = parse_frame(content_, Direction::from_device);
+    EXPECT_TRUE(parsed) << name(parsed.error());
+    return session.admit(*parsed, now, window_);
+  }
+
+  ReplayWindow window_ = ReplayWindow::starting_at(kServerStart);
+  std::string content_;
+};
+
+FrameBuilder at(Time t) { return FrameBuilder{}.with_time(format_time(t)); }
+
+TEST_F(SessionTest, FirstFrameLogsTheDeviceIn) {
+  Session session{SessionLimits{}};
+  EXPECT_FALSE(session.logged_in());
+  EXPECT_EQ(admit(session, at(kNow)), std::nullopt);
+  EXPECT_TRUE(session.logged_in());
+  EXPECT_EQ(session.device(), DeviceId{1234567890});
+}
+
+TEST_F(SessionTest, RefusesTimeThreeSecondsOrMoreAway) {
+  for (const Tick offset : {Tick{3s}, -Tick{3s}, Tick{3s} + Tick{1}, -Tick{1h}, Tick{1h}}) {
+    Session session{SessionLimits{}};
+    EXPECT_EQ(admit(session, at(kNow + offset)), FrameError::time_skew) << offset.count();
+  }
+  for (const Tick offset : {Tick{3s} - Tick{1}, -Tick{3s} + Tick{1}}) {
+    Session session{SessionLimits{}};
+    EXPECT_EQ(admit(session, at(kNow + offset)), std::nullopt) << offset.count();
+  }
+}
+
+TEST_F(SessionTest, ToleranceIsConfigurable) {
+  Session session{SessionLimits{.time_tolerance = 10s}};
+  EXPECT_EQ(admit(session, at(kNow + 9s)), std::nullopt);
+}
+
+TEST_F(SessionTest, RefusesATimeAlreadyUsed) {
+  Session session{SessionLimits{}};
+  ASSERT_EQ(admit(session, at(kNow)), std::nullopt);
+  EXPECT_EQ(admit(session, at(kNow)), FrameError::replayed_time);
+}
+
+TEST_F(SessionTest, RefusesAFrameReplayedOnTheNextConnection) {
+  Session first{SessionLimits{}};
+  ASSERT_EQ(admit(first, at(kNow)), std::nullopt);
+  Session second{SessionLimits{}};  // same device, same window: replay state is per device
+  EXPECT_EQ(admit(second, at(kNow)), FrameError::replayed_time);
+  EXPECT_EQ(admit(second, at(kNow + Tick{1})), std::nullopt);
+}
+
+TEST_F(SessionTest, RefusesTimesFromBeforeTheServerStarted) {
+  window_ = ReplayWindow::starting_at(kNow);
+  Session session{SessionLimits{}};
+  EXPECT_EQ(admit(session, at(kNow - 1s)), FrameError::replayed_time);
+}
+
+TEST_F(SessionTest, RefusesASecondFrameNamingAnotherDevice) {
+  Session session{SessionLimits{}};
+  ASSERT_EQ(admit(session, at(kNow)), std::nullopt);
+  EXPECT_EQ(admit(session, at(kNow + Tick{1}).with_device("1234567891")),
+            FrameError::device_mismatch);
+}
+
+TEST_F(SessionTest, TheSameDeviceWithLeadingZerosIsTheSameDevice) {
+  Session session{SessionLimits{}};
+  ASSERT_EQ(admit(session, at(kNow).with_device("0000000042")), std::nullopt);
+  EXPECT_EQ(admit(session, at(kNow + Tick{1}).with_device("0000000042")), std::nullopt);
+}
+
+TEST_F(SessionTest, RefusesASecondFrameWithAnotherKey) {
+  Session session{SessionLimits{}};
+  ASSERT_EQ(admit(session, at(kNow)), std::nullopt);
+  EXPECT_EQ(admit(session, at(kNow + Tick{1}).with_key("1432qrzd24")), FrameError::key_mismatch);
+}
+
+TEST_F(SessionTest, ARefusedFrameDoesNotBurnItsTime) {
+  Session session{SessionLimits{}};
+  ASSERT_EQ(admit(session, at(kNow)), std::nullopt);
+  ASSERT_EQ(admit(session, at(kNow + Tick{1}).with_key("wrong")), FrameError::key_mismatch);
+  Session next{SessionLimits{}};
+  EXPECT_EQ(admit(next, at(kNow + Tick{1})), std::nullopt);
+}
+
+TEST_F(SessionTest, ClosesOnAFlood) {
+  Session session{SessionLimits{.flood_frames = 333}};
+  int admitted = 0;
+  std::optional<FrameError> error;
+  while (!error && admitted < 1000) {
+    error = admit(session, at(kNow + Tick{admitted}), kNow);
+    if (!error) ++admitted;
+  }
+  EXPECT_EQ(admitted, 333);
+  EXPECT_EQ(error, FrameError::flood);
+}
+
+}  // namespace
+}  // namespace iotsocket::protocol
