@@ -1,5 +1,6 @@
 #include "protocol/device_id.hpp"
 
+#include <cassert>
 #include <charconv>
 
 #include "protocol/ascii.hpp"
@@ -22,6 +23,7 @@ std::optional<DeviceId> parse_device_id(std::string_view text) noexcept {
 }
 
 void append_device_id_padded(std::string& out, DeviceId id) {
+  assert(id.value <= kMaxDeviceId && "a wider ID would lose its leading digits");
   char digits[kDeviceIdDigits];
   std::uint64_t value = id.value;
   for (std::size_t i = kDeviceIdDigits; i-- > 0;) {

@@ -27,6 +27,7 @@ std::optional<DeviceId> parse_device_id_exact(std::string_view text) noexcept;
 std::optional<DeviceId> parse_device_id(std::string_view text) noexcept;
 
 // The 10-digit form, with leading zeros: device frames and the inbound FIFO.
+// `id` must be at most kMaxDeviceId (every parsed ID is).
 void append_device_id_padded(std::string& out, DeviceId id);
 // The number without leading zeros, as the legacy server's push frames carry it.
 void append_device_id(std::string& out, DeviceId id);

@@ -21,10 +21,13 @@ void append_version_date_time(std::string& out, std::string_view date, Time time
 }
 
 // Checks the payload and, when it is a valid body, appends the body and the delimiter.
+// The body is written stripped: the receiver strips it anyway (rule 3), and whitespace
+// padding could otherwise push the frame past kMaxFrameBytes.
 std::optional<FrameError> append_body(std::string& out, std::size_t frame_start,
                                       std::string_view payload) {
-  const std::string body = remove_delimiters(payload);
-  if (const auto error = body_size_error(strip(body))) {
+  const std::string sanitized = remove_delimiters(payload);
+  const std::string_view body = strip(sanitized);
+  if (const auto error = body_size_error(body)) {
     out.resize(frame_start);
     return error;
   }
@@ -33,6 +36,14 @@ std::optional<FrameError> append_body(std::string& out, std::size_t frame_start,
   // cut the frame two bytes early. One space keeps them apart; receivers strip it (rule 3).
   if (body.ends_with(kDelimiter.substr(0, 2))) out.push_back(' ');
   out.append(kDelimiter);
+  return std::nullopt;
+}
+
+// What the two encoders check before writing anything: values our own parser would refuse
+// are refused here rather than sent.
+std::optional<FrameError> header_error(DeviceId device, Time time) noexcept {
+  if (device.value > kMaxDeviceId) return FrameError::bad_device;
+  if (time < Time{} || time > kMaxTime) return FrameError::bad_time;
   return std::nullopt;
 }
 
@@ -55,6 +66,7 @@ std::optional<FrameError> payload_error(std::string_view payload) {
 
 bool is_sendable_key(std::string_view key) noexcept {
   if (key.empty() || key.size() > kMaxKeyBytes) return false;
+  if (key.find(kDelimiter) != std::string_view::npos) return false;
   for (char c : key) {
     if (c <= ' ' || c > '~' || c == ':') return false;
   }
@@ -65,6 +77,7 @@ std::optional<FrameError> append_device_frame(std::string& out, DeviceId device,
                                               std::string_view key, Time time,
                                               std::string_view payload) {
   if (!is_sendable_key(key)) return FrameError::bad_key;
+  if (const auto error = header_error(device, time)) return error;
   const std::size_t start = out.size();
   append_version_date_time(out, kLegacyDeviceDate, time);
   out.append("DEVICE:");
@@ -77,6 +90,7 @@ std::optional<FrameError> append_device_frame(std::string& out, DeviceId device,
 
 std::optional<FrameError> append_push_frame(std::string& out, DeviceId device, Time time,
                                             std::string_view payload) {
+  if (const auto error = header_error(device, time)) return error;
   const std::size_t start = out.size();
   out.append(kCrlf);
   append_version_date_time(out, kLegacyPushDate, time);

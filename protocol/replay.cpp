@@ -29,14 +29,16 @@ void ReplayWindow::accept(Time t) noexcept {
 
 bool FloodGate::admit(Time now) noexcept {
   advance(now);
-  if (current_ < UINT32_MAX) ++current_;  // saturate: a caller that ignores `false` cannot wrap it
-  // Frames in the last `window`, estimated: all of the current window plus the part of the
-  // previous one that still overlaps it. Multiplied through by window_ to stay in integers.
+  // Frames in the last `window` with this one, estimated: all of the current window plus
+  // the part of the previous one that still overlaps it. Multiplied through by window_ to
+  // stay in integers. A refused frame is not counted.
   const std::int64_t elapsed = std::clamp((now - window_start_).count(), std::int64_t{0},
                                           window_.count());
   const std::int64_t weighted = std::int64_t{previous_} * (window_.count() - elapsed) +
-                                std::int64_t{current_} * window_.count();
-  return weighted <= std::int64_t{limit_} * window_.count();
+                                (std::int64_t{current_} + 1) * window_.count();
+  if (weighted > std::int64_t{limit_} * window_.count()) return false;
+  ++current_;  // at most limit_: cannot overflow
+  return true;
 }
 
 void FloodGate::advance(Time now) noexcept {

@@ -16,7 +16,13 @@ namespace iotsocket::protocol {
 //
 // With no slots this is the high-water mark PROTOCOL.md describes; the slots let a device
 // whose frames arrive slightly out of order (two sender threads, say) keep its link.
-// Start the floor at the server's start time: values from before a restart are refused.
+//
+// The starting floor must be at least every TIME an earlier run of the server may have
+// accepted for the device, or a frame recorded then can be replayed now. The server's
+// start time is NOT enough (PROTOCOL.md's "max(mark, server start time)" has this gap): a
+// TIME may run up to the tolerance ahead of the clock, so a frame accepted just before a
+// restart stays within tolerance for up to that long after it. Use the device's mark from
+// the earlier run where it was kept, and start time + tolerance where it was not.
 //
 // Trivially copyable and fixed-size so that it can live in the shared device table.
 // accept() writes the floor before it overwrites the evicted slot, so a process killed
@@ -37,12 +43,15 @@ static_assert(std::is_trivially_copyable_v<ReplayWindow>);
 
 // Refuses the frame that makes more than `limit` frames within `window` (the legacy
 // server closed at 333 frames within 3 s). A sliding-window estimate over two fixed
-// windows: exact for steady rates, 24 bytes per connection.
+// windows, 24 bytes per connection: exact for steady rates; a burst timed across the
+// boundary of two windows can pass up to twice `limit` within one window, never more.
+// It is a guard against floods, not an accounting (an exact count would need a log of
+// `limit` timestamps per connection).
 class FloodGate {
  public:
   FloodGate(std::uint32_t limit, Tick window) noexcept : limit_(limit), window_(window) {}
 
-  // Counts one frame at `now`; false when it goes over the limit.
+  // Counts one frame at `now`; false (and not counted) when it would go over the limit.
   bool admit(Time now) noexcept;
 
  private:

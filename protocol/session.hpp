@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "protocol/errors.hpp"
 #include "protocol/frame.hpp"
@@ -31,6 +32,8 @@ class Session {
   // Checks `frame`, received at `now`, against the rules above. On success the frame's
   // TIME is recorded in `replay` (the device's window, which outlives this connection) and
   // the first frame binds this session to its DEVICE and KEY.
+  // noexcept although the first frame's KEY is copied: a worker that cannot allocate a few
+  // bytes is better ended (and replaced by the master) than left half-working.
   std::optional<FrameError> admit(const FrameView& frame, Time now, ReplayWindow& replay) noexcept;
 
   bool logged_in() const noexcept { return device_.has_value(); }
@@ -42,9 +45,9 @@ class Session {
   Tick tolerance_;
   FloodGate flood_;
   std::optional<DeviceId> device_;
-  // A digest, not the key: the KEY is only compared for equality with the first frame's,
-  // and the session need not keep the secret in memory for a day.
-  std::size_t key_digest_ = 0;
+  // The first frame's KEY, compared byte for byte with every later one. (A digest would
+  // save a few bytes, but a non-cryptographic one can be collided on purpose.)
+  std::string key_;
 };
 
 }  // namespace iotsocket::protocol

@@ -17,6 +17,7 @@ using Time = std::chrono::time_point<std::chrono::system_clock, Tick>;
 // The largest TIME we parse: far beyond any clock, small enough that no arithmetic on
 // ticks can overflow.
 inline constexpr std::int64_t kMaxTimeSeconds = 999'999'999'999;
+inline constexpr Time kMaxTime{Tick{(kMaxTimeSeconds + 1) * Tick::period::den - 1}};
 
 // A wall-clock instant truncated to the protocol's resolution.
 constexpr Time to_time(std::chrono::system_clock::time_point t) noexcept {
@@ -37,14 +38,24 @@ constexpr bool within_tolerance(Time t, Time now, Tick tolerance) noexcept {
   return diff < tolerance;
 }
 
-// Gives every frame a sender writes on one connection a strictly increasing TIME, even when
-// two frames fall in the same 0.1 ms (PROTOCOL.md: "a TIME value already seen ... is
+// Gives every frame a sender writes to a peer a strictly increasing TIME, even when two
+// frames fall in the same 0.1 ms (PROTOCOL.md: "a TIME value already seen ... is
 // rejected"). It runs ahead of the clock only while frames come faster than one per tick.
+//
+// Keep one per peer, not per connection: the legacy client remembers the TIMEs it has seen
+// across reconnects, so the server's push TIMEs must keep rising for a device that
+// reconnects. Hence the state is one trivially copyable value (for the device table).
 class TimeStamper {
  public:
+  constexpr TimeStamper() noexcept = default;
+  constexpr explicit TimeStamper(Time last) noexcept : last_(last) {}
+
   // The TIME for the next frame, or nullopt when it would run `max_lead` or more ahead of
   // `now`: the peer would refuse it, so the caller waits (or sends less) instead.
   std::optional<Time> next(Time now, Tick max_lead) noexcept;
+
+  // The last TIME given out, to store and restore the state.
+  constexpr Time last() const noexcept { return last_; }
 
  private:
   Time last_{};

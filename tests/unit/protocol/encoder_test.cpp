@@ -114,9 +114,9 @@ TEST(Encoder, RefusesBodiesTheReceiverWouldRefuse) {
 }
 
 TEST(Encoder, RefusesKeysThatCannotSurviveTheTrip) {
-  const std::vector<std::string> keys{"",         "a:b",        "trailing ",
-                                      " leading", "tab\t",      "new\nline",
-                                      "\x80",     std::string(kMaxKeyBytes + 1, 'k')};
+  const std::vector<std::string> keys{"",         "a:b",   "trailing ", " leading",
+                                      "tab\t",    "new\nline", "\x80",  "ab|#|cd",
+                                      std::string(kMaxKeyBytes + 1, 'k')};
   for (const std::string& key : keys) {
     std::string out;
     EXPECT_EQ(append_device_frame(out, DeviceId{1}, key, time_of("1.0"), "hello"),
@@ -125,13 +125,48 @@ TEST(Encoder, RefusesKeysThatCannotSurviveTheTrip) {
     EXPECT_TRUE(out.empty());
   }
   EXPECT_TRUE(is_sendable_key(std::string(kMaxKeyBytes, 'k')));
-  EXPECT_TRUE(is_sendable_key("!~AZaz09-_=+/"));
+  EXPECT_TRUE(is_sendable_key("!~AZaz09-_=+/|#"));  // ends in "|#", but "\r\n" follows
+}
+
+TEST(Encoder, RefusesIdsAndTimesItsOwnParserWouldRefuse) {
+  std::string out;
+  EXPECT_EQ(append_push_frame(out, DeviceId{kMaxDeviceId + 1}, time_of("1.0"), "hello"),
+            FrameError::bad_device);
+  EXPECT_EQ(append_device_frame(out, DeviceId{kMaxDeviceId + 1}, "k", time_of("1.0"), "hello"),
+            FrameError::bad_device);
+  EXPECT_EQ(append_push_frame(out, DeviceId{1}, kMaxTime + Tick{1}, "hello"), FrameError::bad_time);
+  EXPECT_EQ(append_device_frame(out, DeviceId{1}, "k", Time{Tick{-1}}, "hello"),
+            FrameError::bad_time);
+  EXPECT_TRUE(out.empty());
+  EXPECT_FALSE(append_push_frame(out, DeviceId{kMaxDeviceId}, kMaxTime, "hello"));
+  EXPECT_NE(out.find("\r\nTIME:999999999999.9999\r\nDEVICE:9999999999\r\n"), std::string::npos);
+}
+
+TEST(Encoder, WritesTheBodyStripped) {
+  std::string out;
+  ASSERT_FALSE(append_device_frame(out, DeviceId{1}, "k", time_of("1.0"), " \r\n hello \t"));
+  EXPECT_TRUE(out.ends_with("KEY:k\r\n\r\n\r\nhello|#|"));
+}
+
+// Whitespace around a payload does not count toward the body (rule 10) and could make a
+// frame of any size; the stripped body keeps every frame within kMaxFrameBytes.
+TEST(Encoder, NoPayloadMakesAFrameOverTheSizeLimit) {
+  const std::string payload = "\n" + std::string(kMaxBody, 'x') + std::string(70'000, ' ');
+  std::string out;
+  ASSERT_FALSE(append_device_frame(out, DeviceId{kMaxDeviceId}, std::string(kMaxKeyBytes, 'k'),
+                                   kMaxTime, payload));
+  EXPECT_LE(out.size(), kMaxFrameBytes);
+  std::string push;  // also with the space written after a body that ends in "|#"
+  const std::string half_delimiter = std::string(kMaxBody - 2, 'x') + "|#" + std::string(70'000, '\n');
+  ASSERT_FALSE(append_push_frame(push, DeviceId{kMaxDeviceId}, kMaxTime, half_delimiter));
+  EXPECT_LE(push.size(), kMaxFrameBytes);
+  EXPECT_TRUE(parse_frame(std::string_view(push).substr(0, push.size() - 3), Direction::from_server));
 }
 
 TEST(Encoder, TheLongestKeyStillMakesAValidFrame) {
   std::string out;
   ASSERT_FALSE(append_device_frame(out, DeviceId{kMaxDeviceId}, std::string(kMaxKeyBytes, 'k'),
-                                   Time{Tick{kMaxTimeSeconds * 10000}}, "hello"));
+                                   kMaxTime, "hello"));
   const auto frame = parse_frame(std::string_view(out).substr(0, out.size() - 3),
                                  Direction::from_device);
   ASSERT_TRUE(frame) << name(frame.error());

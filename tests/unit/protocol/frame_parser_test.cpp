@@ -77,6 +77,12 @@ INSTANTIATE_TEST_SUITE_P(
     Protocol, FrameParserAccepts,
     ::testing::Values(
         Accepted{"body_with_spaces", FrameBuilder{}.with_body("  a b  c d e  "), "a b  c d e"},
+        // Rule 3 strips exactly space, \t, \n, \v, \f, \r: not NUL, \x1c or \xa0.
+        Accepted{"body_stripped_of_all_six_spaces", FrameBuilder{}.with_body(" \t\n\v\f\rhello\r\f\v\n\t "),
+                 "hello"},
+        Accepted{"body_keeps_other_control_bytes",
+                 FrameBuilder{}.with_body(std::string("\x1c\xa0hello\0", 8)),
+                 std::string("\x1c\xa0hello\0", 8)},
         Accepted{"body_of_exactly_5_bytes", FrameBuilder{}.with_body("12345"), "12345"},
         Accepted{"header_lines_in_another_order", reordered(), "temp=33.5&humid=40%"},
         Accepted{"single_crlf_blank_line", [] {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <random>
 #include <set>
+#include <vector>
 
 #include "protocol/replay.hpp"
 
@@ -110,6 +111,30 @@ TEST(FloodGate, ForgetsABurstOnceTheWindowHasPassed) {
   FloodGate later(10, 3s);
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(later.admit(kStart));
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(later.admit(kStart + 6s)) << i;
+}
+
+// The estimate's worst case: the whole limit at the end of one fixed window, then as much
+// as it lets through in the next. No window of that length may hold more than 2 * limit.
+TEST(FloodGate, ABurstAcrossTheWindowBoundaryPassesAtMostTwiceTheLimit) {
+  const std::uint32_t limit = 333;
+  FloodGate gate(limit, 3s);
+  ASSERT_TRUE(gate.admit(kStart));  // starts the first window at kStart
+  std::vector<Time> admitted{kStart};
+  for (std::uint32_t i = 1; i < limit; ++i) {
+    ASSERT_TRUE(gate.admit(kStart + 3s - Tick{1}));
+    admitted.push_back(kStart + 3s - Tick{1});
+  }
+  for (Time t = kStart + 3s; t < kStart + 9s; t += Tick{50}) {
+    if (gate.admit(t)) admitted.push_back(t);
+  }
+  std::size_t worst = 0;
+  for (std::size_t first = 0; first < admitted.size(); ++first) {
+    std::size_t last = first;
+    while (last < admitted.size() && admitted[last] < admitted[first] + 3s) ++last;
+    worst = std::max(worst, last - first);
+  }
+  EXPECT_GT(worst, limit) << "the estimate is not exact; if it became so, tighten this test";
+  EXPECT_LE(worst, 2 * limit);
 }
 
 TEST(FloodGate, ToleratesAClockThatStepsBack) {

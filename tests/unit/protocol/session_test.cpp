@@ -77,6 +77,26 @@ TEST_F(SessionTest, RefusesTimesFromBeforeTheServerStarted) {
   EXPECT_EQ(admit(session, at(kNow - 1s)), FrameError::replayed_time);
 }
 
+// A frame accepted 2.9 s ahead of the clock just before a restart is still within the
+// tolerance after it. A window that starts at start time + tolerance refuses its replay.
+TEST_F(SessionTest, RefusesAFrameReplayedAcrossARestart) {
+  const Time recorded = kNow + 2900ms;
+  {
+    Session before_restart{SessionLimits{}};
+    ASSERT_EQ(admit(before_restart, at(recorded)), std::nullopt);
+  }
+  const Time restart = kNow + 1s;
+  const Time replayed_at = kNow + 1500ms;
+  window_ = ReplayWindow::starting_at(restart + SessionLimits{}.time_tolerance);
+  Session attacker{SessionLimits{}};
+  EXPECT_EQ(admit(attacker, at(recorded), replayed_at), FrameError::replayed_time);
+
+  // The start time alone would not do: the replay is within tolerance and above it.
+  window_ = ReplayWindow::starting_at(restart);
+  Session naive{SessionLimits{}};
+  EXPECT_EQ(admit(naive, at(recorded), replayed_at), std::nullopt);
+}
+
 TEST_F(SessionTest, RefusesASecondFrameNamingAnotherDevice) {
   Session session{SessionLimits{}};
   ASSERT_EQ(admit(session, at(kNow)), std::nullopt);
@@ -94,6 +114,24 @@ TEST_F(SessionTest, RefusesASecondFrameWithAnotherKey) {
   Session session{SessionLimits{}};
   ASSERT_EQ(admit(session, at(kNow)), std::nullopt);
   EXPECT_EQ(admit(session, at(kNow + Tick{1}).with_key("1432qrzd24")), FrameError::key_mismatch);
+}
+
+// These two keys have the same std::hash in libstdc++ (found by review): the session
+// must compare the keys themselves.
+TEST_F(SessionTest, KeysWithTheSameHashAreStillDifferentKeys) {
+  Session session{SessionLimits{}};
+  ASSERT_EQ(admit(session, at(kNow).with_key("1432qrzd23abcdef")), std::nullopt);
+  EXPECT_EQ(admit(session, at(kNow + Tick{1}).with_key("CE=8OR>;94h(6_[l")),
+            FrameError::key_mismatch);
+}
+
+TEST_F(SessionTest, RefusesAKeyThatOnlyStartsLikeTheFirst) {
+  Session session{SessionLimits{}};
+  ASSERT_EQ(admit(session, at(kNow)), std::nullopt);
+  EXPECT_EQ(admit(session, at(kNow + Tick{1}).with_key("1432qrzd2")), FrameError::key_mismatch);
+  Session other{SessionLimits{}};
+  ASSERT_EQ(admit(other, at(kNow + Tick{2})), std::nullopt);
+  EXPECT_EQ(admit(other, at(kNow + Tick{3}).with_key("1432qrzd234")), FrameError::key_mismatch);
 }
 
 TEST_F(SessionTest, ARefusedFrameDoesNotBurnItsTime) {

@@ -84,6 +84,15 @@ TEST(TimeStamper, NeverGoesBackWhenTheClockDoes) {
   EXPECT_EQ(stamper.next(now - 1s, 2s), now + Tick{1});
 }
 
+TEST(TimeStamper, ContinuesFromAStoredState) {
+  const Time now = *parse_time("1795571771.1903");
+  TimeStamper first_connection;
+  ASSERT_TRUE(first_connection.next(now, 3s));
+  ASSERT_TRUE(first_connection.next(now, 3s));
+  TimeStamper reconnected(first_connection.last());
+  EXPECT_EQ(reconnected.next(now, 3s), now + Tick{2});
+}
+
 TEST(TimeStamper, RefusesToRunTheLeadOutOfTolerance) {
   TimeStamper stamper;
   const Time now = *parse_time("1795571771.0000");
