@@ -36,7 +36,7 @@ bool is_sendable_key(std::string_view key) noexcept;
 // stripped (the receiver strips it anyway, rule 3; so no frame exceeds kMaxFrameBytes,
 // whatever whitespace the payload carries) and, when the body ends in "|#", write one
 // space after it so that it cannot run into the delimiter. They refuse a device ID above
-// kMaxDeviceId (bad_device) and a TIME outside 0..kMaxTimeSeconds (bad_time).
+// kMaxDeviceId (bad_device) and a TIME outside 0..kMaxTime (bad_time).
 //
 // Appends a device frame:
 //   IOT:1.1\r\nDATE:12/12/2019\r\nTIME:<t>\r\nDEVICE:<10 digits>\r\nKEY:<key>\r\n\r\n\r\n<body>|#|

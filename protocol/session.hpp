@@ -6,7 +6,6 @@
 // calls admit(), so that the replay window is only ever raised for a verified KEY.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
