@@ -1,0 +1,112 @@
+// The server's configuration: the YAML file as typed values, with every default in one
+// place. load_file() validates everything; a Config that exists is a usable one.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "protocol/expected.hpp"
+
+namespace iotsocket::config {
+
+using Duration = std::chrono::milliseconds;
+
+struct ListenAddress {
+  std::string address;  // an IPv4 or IPv6 literal ("0.0.0.0", "::", "127.0.0.1")
+  std::uint16_t port = 0;  // 0 only in tests: the kernel picks one
+};
+
+struct Tls {
+  bool enabled = true;  // false (plain TCP) only for tests and closed networks
+  std::string cert;     // PEM certificate chain
+  std::string key;      // PEM private key
+};
+
+enum class DuplicatePolicy { reject, replace };
+
+struct Devices {
+  std::string sqlite = "/var/lib/iotsocket/devices.db";
+  DuplicatePolicy duplicate = DuplicatePolicy::reject;
+};
+
+struct Fifo {
+  std::string push = "/run/iotsocket/push.fifo";
+  std::string inbound = "/run/iotsocket/inbound.fifo";
+};
+
+struct Spool {
+  std::string dir = "/var/lib/iotsocket/spool";
+  std::uint64_t max_size = 1ULL << 30;      // bytes on disk before back-pressure
+  std::uint64_t memory = 4ULL << 20;        // bytes per worker held in memory
+};
+
+struct Runtime {
+  std::string shm_name = "iotsocket";
+  std::string pid_file = "/run/iotsocket/iotsocketd.pid";
+};
+
+struct Timeouts {
+  Duration idle = std::chrono::seconds(90);
+  Duration handshake = std::chrono::seconds(10);
+  Duration first_frame = std::chrono::seconds(10);  // from handshake done to the login frame
+  Duration max_connection_age = std::chrono::hours(24);
+};
+
+struct Protocol {
+  Duration time_tolerance = std::chrono::seconds(3);
+  std::uint32_t flood_frames = 333;
+  Duration flood_window = std::chrono::seconds(3);
+};
+
+struct Limits {
+  std::uint32_t max_connections = 100000;  // all workers together
+  std::uint32_t per_ip = 1024;             // connections from one source address; 0 = no cap
+  std::uint32_t max_devices = 200000;      // size of the shared device table
+};
+
+struct Log {
+  std::string level = "info";  // trace | debug | info | warn | error | critical | off
+};
+
+struct Config {
+  std::string path;  // the file it came from (for messages)
+  std::vector<ListenAddress> listen{{"0.0.0.0", 9000}};
+  Tls tls{true, "/etc/iotsocket/cert.pem", "/etc/iotsocket/key.pem"};
+  unsigned workers = 0;  // 0 = auto: one per core
+  Devices devices;
+  Fifo fifo;
+  Spool spool;
+  Runtime runtime;
+  Timeouts timeouts;
+  Protocol protocol;
+  Limits limits;
+  Log log;
+};
+
+// One problem found in a config file: "FILE:LINE:COLUMN: KEY: MESSAGE".
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based; 0 when the problem has no place (file missing)
+  int column = 0;  // 1-based
+  std::string key;  // dotted path, e.g. "timeouts.idle"
+  std::string message;  // what was expected
+  std::string to_string() const;
+};
+
+using LoadResult = Expected<Config, std::vector<ConfigError>>;
+
+// Reads and validates a config file. Relative paths inside it are taken relative to the
+// directory of the file, so a config under ./var/ can name "cert.pem".
+LoadResult load_file(const std::string& path);
+
+// Same, from text (tests); `name` stands for the file name in messages and `base_dir`
+// resolves relative paths.
+LoadResult load_string(const std::string& text, const std::string& name,
+                       const std::string& base_dir = ".");
+
+// Worker count after resolving `auto`.
+unsigned effective_workers(const Config& config);
+
+}  // namespace iotsocket::config
