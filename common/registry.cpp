@@ -1,0 +1,458 @@
+#include "common/registry.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sqlite3.h>
+
+#include <array>
+#include <charconv>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "protocol/encoder.hpp"
+
+namespace iotsocket {
+
+namespace sqlite {
+void DbCloser::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+void StmtFinalizer::operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
+}  // namespace sqlite
+
+namespace {
+
+// ---- key hashing ----
+//
+// Keys are stored as PBKDF2-HMAC-SHA256(key, 16-byte random salt), 32 bytes. Stretching
+// (many iterations) only helps against guessing keys that are guessable. A key we generate
+// has 192 bits of randomness: no amount of stretching changes the odds of guessing it,
+// while every iteration costs the server CPU on each login, which matters in a reconnect
+// storm of 100,000 devices. So generated keys get 1 iteration. Keys given by an operator
+// (legacy devices, possibly weak) get 4096. The kdf column records the cost per device,
+// so it can be raised later without breaking existing rows.
+
+constexpr std::size_t kSaltBytes = 16;
+constexpr std::size_t kHashBytes = 32;
+constexpr std::size_t kGeneratedKeyBytes = 24;  // 192 bits; 32 characters of base64url
+constexpr std::string_view kKdfPrefix = "pbkdf2-sha256:";
+constexpr int kMaxIterations = 10'000'000;  // a corrupt kdf column must not stall a login
+
+using Salt = std::array<unsigned char, kSaltBytes>;
+using Hash = std::array<unsigned char, kHashBytes>;
+
+bool hash_key(std::string_view key, std::span<const unsigned char> salt, int iterations,
+              Hash& out) noexcept {
+  if (key.size() > static_cast<std::size_t>(INT32_MAX)) return false;
+  return PKCS5_PBKDF2_HMAC(key.data(), static_cast<int>(key.size()), salt.data(),
+                           static_cast<int>(salt.size()), iterations, EVP_sha256(),
+                           static_cast<int>(out.size()), out.data()) == 1;
+}
+
+std::string kdf_name(int iterations) { return std::string(kKdfPrefix) + std::to_string(iterations); }
+
+std::optional<int> parse_kdf(std::string_view kdf) noexcept {
+  if (!kdf.starts_with(kKdfPrefix)) return std::nullopt;
+  kdf.remove_prefix(kKdfPrefix.size());
+  int iterations = 0;
+  const auto [end, ec] = std::from_chars(kdf.data(), kdf.data() + kdf.size(), iterations);
+  if (ec != std::errc{} || end != kdf.data() + kdf.size()) return std::nullopt;
+  if (iterations < 1 || iterations > kMaxIterations) return std::nullopt;
+  return iterations;
+}
+
+std::optional<std::string> generate_key() {
+  std::array<unsigned char, kGeneratedKeyBytes> raw{};
+  if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) return std::nullopt;
+  // 24 bytes are 32 base64 characters with no padding; then the URL-safe alphabet.
+  std::array<unsigned char, kGeneratedKeyBytes / 3 * 4 + 1> text{};
+  const int length = EVP_EncodeBlock(text.data(), raw.data(), static_cast<int>(raw.size()));
+  std::string key(reinterpret_cast<const char*>(text.data()), static_cast<std::size_t>(length));
+  for (char& c : key) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  return key;
+}
+
+// ---- SQLite helpers ----
+
+// Resets a statement when a call is done with it, so that no read transaction stays open
+// (an open one would keep WAL checkpoints from completing).
+class StmtUse {
+ public:
+  explicit StmtUse(const sqlite::Stmt& stmt) noexcept : stmt_(stmt.get()) {}
+  StmtUse(const StmtUse&) = delete;
+  StmtUse& operator=(const StmtUse&) = delete;
+  ~StmtUse() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  sqlite3_stmt* get() const noexcept { return stmt_; }
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+sqlite3_int64 to_sql(DeviceId id) noexcept { return static_cast<sqlite3_int64>(id.value); }
+
+bool bind_id(sqlite3_stmt* stmt, DeviceId id) noexcept {
+  return sqlite3_bind_int64(stmt, 1, to_sql(id)) == SQLITE_OK;
+}
+
+std::span<const unsigned char> column_blob(sqlite3_stmt* stmt, int column) noexcept {
+  const void* data = sqlite3_column_blob(stmt, column);
+  const int bytes = sqlite3_column_bytes(stmt, column);
+  if (data == nullptr || bytes <= 0) return {};
+  return {static_cast<const unsigned char*>(data), static_cast<std::size_t>(bytes)};
+}
+
+std::string_view column_text(sqlite3_stmt* stmt, int column) noexcept {
+  const unsigned char* text = sqlite3_column_text(stmt, column);
+  const int bytes = sqlite3_column_bytes(stmt, column);
+  if (text == nullptr || bytes <= 0) return {};
+  return {reinterpret_cast<const char*>(text), static_cast<std::size_t>(bytes)};
+}
+
+std::optional<protocol::Time> mark_from_sql(sqlite3_int64 ticks) noexcept {
+  if (ticks <= 0) return std::nullopt;  // 0: none recorded
+  return protocol::Time{protocol::Tick{ticks}};
+}
+
+// Columns: id, enabled, created_at, last_seen, replay_mark.
+DeviceInfo read_info(sqlite3_stmt* stmt) noexcept {
+  using std::chrono::seconds;
+  DeviceInfo info;
+  info.id = DeviceId{static_cast<std::uint64_t>(sqlite3_column_int64(stmt, 0))};
+  info.enabled = sqlite3_column_int(stmt, 1) != 0;
+  info.created_at = std::chrono::sys_seconds{seconds{sqlite3_column_int64(stmt, 2)}};
+  if (sqlite3_column_type(stmt, 3) != SQLITE_NULL) {
+    info.last_seen = std::chrono::sys_seconds{seconds{sqlite3_column_int64(stmt, 3)}};
+  }
+  info.replay_mark = mark_from_sql(sqlite3_column_int64(stmt, 4));
+  return info;
+}
+
+sqlite3_int64 unix_now() noexcept {
+  return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now())
+      .time_since_epoch()
+      .count();
+}
+
+std::string no_device(DeviceId id) { return "no device " + protocol::to_string(id); }
+
+std::string bad_key(DeviceId id) {
+  return "device " + protocol::to_string(id) +
+         ": a key must be 1 to 512 printable ASCII characters, without spaces, ':' or \"|#|\"";
+}
+
+// ---- schema ----
+
+constexpr int kSchemaVersion = 1;
+constexpr int kBusyTimeoutMs = 200;
+
+constexpr const char* kCreateSchema = R"sql(
+CREATE TABLE devices (
+  id          INTEGER PRIMARY KEY CHECK (id BETWEEN 0 AND 9999999999),
+  salt        BLOB NOT NULL,
+  key_hash    BLOB NOT NULL,
+  kdf         TEXT NOT NULL,
+  enabled     INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+  created_at  INTEGER NOT NULL,
+  last_seen   INTEGER,
+  replay_mark INTEGER NOT NULL DEFAULT 0
+);
+PRAGMA user_version = 1;
+)sql";
+
+const char* errmsg(sqlite3* db) noexcept { return db != nullptr ? sqlite3_errmsg(db) : "out of memory"; }
+
+// Runs SQL that returns at most one value of interest (the first column of the first row).
+std::optional<std::string> query_text(sqlite3* db, const char* sql, std::string& error) {
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db, sql, -1, &raw, nullptr) != SQLITE_OK) {
+    error = std::string(sql) + ": " + errmsg(db);
+    return std::nullopt;
+  }
+  const sqlite::Stmt stmt(raw);
+  const int rc = sqlite3_step(raw);
+  if (rc == SQLITE_ROW) return std::string(column_text(raw, 0));
+  if (rc == SQLITE_DONE) return std::string();
+  error = std::string(sql) + ": " + errmsg(db);
+  return std::nullopt;
+}
+
+std::optional<std::string> exec(sqlite3* db, const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) == SQLITE_OK) return std::nullopt;
+  std::string error = message != nullptr ? message : errmsg(db);
+  sqlite3_free(message);
+  return error;
+}
+
+std::optional<std::string> check_version(sqlite3* db, bool create_missing) {
+  std::string error;
+  const auto version = query_text(db, "PRAGMA user_version", error);
+  if (!version) return error;
+  if (*version == std::to_string(kSchemaVersion)) return std::nullopt;
+  if (*version == "0") {
+    if (!create_missing) return "not a device registry (no schema; `iotsocketctl devices add` creates one)";
+    if (auto failed = exec(db, kCreateSchema)) return "creating the schema: " + *failed;
+    return std::nullopt;
+  }
+  return "schema version " + *version + " is not the one this program knows (" +
+         std::to_string(kSchemaVersion) + ")";
+}
+
+// WAL: readers (the workers' logins) never wait for a writer (iotsocketctl). In WAL mode
+// synchronous=NORMAL keeps the file consistent on power loss and may lose only the last
+// commits (a last_seen, a replay mark); the server's session ends stay off the disk's
+// fsync path.
+std::optional<std::string> prepare_schema(sqlite3* db, DeviceRegistry::Mode mode) {
+  if (mode == DeviceRegistry::Mode::read_only) return check_version(db, false);
+  std::string error;
+  const auto journal = query_text(db, "PRAGMA journal_mode = WAL", error);
+  if (!journal) return error;
+  if (*journal != "wal") return "cannot use WAL journal mode (got '" + *journal + "')";
+  if (auto failed = exec(db, "PRAGMA synchronous = NORMAL")) return *failed;
+  // Two processes may create a fresh file at once: the write lock decides which one.
+  if (auto failed = exec(db, "BEGIN IMMEDIATE")) return "locking: " + *failed;
+  if (auto failed = check_version(db, true)) {
+    exec(db, "ROLLBACK");
+    return failed;
+  }
+  if (auto failed = exec(db, "COMMIT")) return "committing the schema: " + *failed;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string_view name(LoginCheck check) noexcept {
+  switch (check) {
+    case LoginCheck::ok: return "ok";
+    case LoginCheck::unknown_device: return "unknown_device";
+    case LoginCheck::disabled: return "disabled_device";
+    case LoginCheck::wrong_key: return "wrong_key";
+    case LoginCheck::registry_error: return "registry_error";
+  }
+  return "unknown_login_check";
+}
+
+// ---- opening ----
+
+Expected<DeviceRegistry, std::string> DeviceRegistry::open(const std::string& path, Mode mode) {
+  const auto fail = [&path](std::string_view what) {
+    return Unexpected{"device registry " + path + ": " + std::string(what)};
+  };
+  const int flags = (mode == Mode::read_only ? SQLITE_OPEN_READONLY
+                                             : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                    SQLITE_OPEN_NOMUTEX;
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  sqlite::Db db(raw);  // a handle comes back even when opening failed
+  if (rc != SQLITE_OK) return fail(std::string("cannot open: ") + errmsg(raw));
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+  if (auto failed = prepare_schema(raw, mode)) return fail(*failed);
+
+  Statements s;
+  const std::pair<sqlite::Stmt*, const char*> sql[] = {
+      {&s.login, "SELECT salt, key_hash, kdf, enabled FROM devices WHERE id = ?1"},
+      {&s.insert,
+       "INSERT INTO devices (id, salt, key_hash, kdf, enabled, created_at, last_seen, "
+       "replay_mark) VALUES (?1, ?2, ?3, ?4, 1, ?5, NULL, 0)"},
+      {&s.remove, "DELETE FROM devices WHERE id = ?1"},
+      {&s.set_enabled, "UPDATE devices SET enabled = ?2 WHERE id = ?1"},
+      {&s.list, "SELECT id, enabled, created_at, last_seen, replay_mark FROM devices ORDER BY id"},
+      {&s.find, "SELECT id, enabled, created_at, last_seen, replay_mark FROM devices WHERE id = ?1"},
+      {&s.replay_mark, "SELECT replay_mark FROM devices WHERE id = ?1"},
+      {&s.session_end,
+       "UPDATE devices SET last_seen = ?2, replay_mark = max(replay_mark, ?3) WHERE id = ?1"},
+      {&s.begin, "BEGIN IMMEDIATE"},
+      {&s.commit, "COMMIT"},
+      {&s.rollback, "ROLLBACK"},
+  };
+  for (const auto& [stmt, text] : sql) {
+    sqlite3_stmt* prepared = nullptr;
+    if (sqlite3_prepare_v3(raw, text, -1, SQLITE_PREPARE_PERSISTENT, &prepared, nullptr) !=
+        SQLITE_OK) {
+      return fail(std::string("preparing \"") + text + "\": " + errmsg(raw));
+    }
+    stmt->reset(prepared);
+  }
+  return DeviceRegistry(path, std::move(db), std::move(s));
+}
+
+DeviceRegistry::DeviceRegistry(std::string path, sqlite::Db db, Statements statements) noexcept
+    : path_(std::move(path)), db_(std::move(db)), stmts_(std::move(statements)) {}
+
+DeviceRegistry::DeviceRegistry(DeviceRegistry&&) noexcept = default;
+DeviceRegistry& DeviceRegistry::operator=(DeviceRegistry&&) noexcept = default;
+DeviceRegistry::~DeviceRegistry() = default;
+
+std::string DeviceRegistry::error(std::string_view what) const {
+  return "device registry " + path_ + ": " + std::string(what) + ": " + errmsg(db_.get());
+}
+
+// ---- login ----
+
+LoginCheck DeviceRegistry::verify(DeviceId id, std::string_view key) noexcept {
+  const StmtUse use(stmts_.login);
+  sqlite3_stmt* stmt = use.get();
+  Hash computed{};
+  int rc = bind_id(stmt, id) ? sqlite3_step(stmt) : SQLITE_ERROR;
+  if (rc == SQLITE_DONE) {
+    // Same cost as a legacy key's check, so that "no such device" does not answer faster.
+    const Salt dummy_salt{};
+    hash_key(key, dummy_salt, kGivenKeyIterations, computed);
+    return LoginCheck::unknown_device;
+  }
+  if (rc != SQLITE_ROW) {
+    spdlog::warn("device registry {}: reading device {:010}: {}", path_, id.value, errmsg(db_.get()));
+    return LoginCheck::registry_error;
+  }
+  const auto salt = column_blob(stmt, 0);
+  const auto stored = column_blob(stmt, 1);
+  const auto iterations = parse_kdf(column_text(stmt, 2));
+  const bool enabled = sqlite3_column_int(stmt, 3) != 0;
+  if (salt.size() != kSaltBytes || stored.size() != kHashBytes || !iterations ||
+      !hash_key(key, salt, *iterations, computed)) {
+    spdlog::warn("device registry {}: device {:010} has a malformed key record", path_, id.value);
+    return LoginCheck::registry_error;
+  }
+  if (CRYPTO_memcmp(computed.data(), stored.data(), kHashBytes) != 0) return LoginCheck::wrong_key;
+  return enabled ? LoginCheck::ok : LoginCheck::disabled;
+}
+
+std::optional<protocol::Time> DeviceRegistry::replay_mark(DeviceId id) noexcept {
+  const StmtUse use(stmts_.replay_mark);
+  sqlite3_stmt* stmt = use.get();
+  const int rc = bind_id(stmt, id) ? sqlite3_step(stmt) : SQLITE_ERROR;
+  if (rc == SQLITE_ROW) return mark_from_sql(sqlite3_column_int64(stmt, 0));
+  if (rc != SQLITE_DONE) {
+    spdlog::warn("device registry {}: reading the replay mark of device {:010}: {}", path_,
+                 id.value, errmsg(db_.get()));
+  }
+  return std::nullopt;
+}
+
+void DeviceRegistry::record_session_end(DeviceId id, std::chrono::system_clock::time_point last_seen,
+                                        protocol::Time mark) noexcept {
+  const StmtUse use(stmts_.session_end);
+  sqlite3_stmt* stmt = use.get();
+  const auto seen = std::chrono::floor<std::chrono::seconds>(last_seen).time_since_epoch().count();
+  const bool bound = bind_id(stmt, id) &&
+                     sqlite3_bind_int64(stmt, 2, seen) == SQLITE_OK &&
+                     sqlite3_bind_int64(stmt, 3, mark.time_since_epoch().count()) == SQLITE_OK;
+  if (!bound || sqlite3_step(stmt) != SQLITE_DONE) {
+    spdlog::warn("device registry {}: recording the session end of device {:010}: {}", path_,
+                 id.value, errmsg(db_.get()));
+  }
+}
+
+// ---- management ----
+
+Status DeviceRegistry::insert(const DeviceKey& device, int iterations) {
+  Salt salt{};
+  Hash hash{};
+  if (RAND_bytes(salt.data(), static_cast<int>(salt.size())) != 1 ||
+      !hash_key(device.key, salt, iterations, hash)) {
+    return Unexpected{"device " + protocol::to_string(device.id) + ": hashing the key failed (OpenSSL)"};
+  }
+  const std::string kdf = kdf_name(iterations);
+  const StmtUse use(stmts_.insert);
+  sqlite3_stmt* stmt = use.get();
+  const bool bound =
+      bind_id(stmt, device.id) &&
+      sqlite3_bind_blob(stmt, 2, salt.data(), static_cast<int>(salt.size()), SQLITE_STATIC) == SQLITE_OK &&
+      sqlite3_bind_blob(stmt, 3, hash.data(), static_cast<int>(hash.size()), SQLITE_STATIC) == SQLITE_OK &&
+      sqlite3_bind_text(stmt, 4, kdf.data(), static_cast<int>(kdf.size()), SQLITE_STATIC) == SQLITE_OK &&
+      sqlite3_bind_int64(stmt, 5, unix_now()) == SQLITE_OK;
+  if (!bound) return Unexpected{error("adding device " + protocol::to_string(device.id))};
+  const int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_DONE) return std::monostate{};
+  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+    return Unexpected{"device " + protocol::to_string(device.id) + " already exists"};
+  }
+  return Unexpected{error("adding device " + protocol::to_string(device.id))};
+}
+
+Expected<std::string, std::string> DeviceRegistry::add(DeviceId id, std::optional<std::string> key) {
+  if (id.value > protocol::kMaxDeviceId) return Unexpected{std::string("device ID out of range")};
+  int iterations = kGivenKeyIterations;
+  if (key) {
+    if (!protocol::is_sendable_key(*key)) return Unexpected{bad_key(id)};
+  } else {
+    key = generate_key();
+    if (!key) return Unexpected{std::string("generating a key failed (OpenSSL RAND_bytes)")};
+    iterations = kGeneratedKeyIterations;
+  }
+  if (auto added = insert(DeviceKey{id, *key}, iterations); !added) return Unexpected{added.error()};
+  return std::move(*key);
+}
+
+Status DeviceRegistry::remove(DeviceId id) {
+  const StmtUse use(stmts_.remove);
+  if (!bind_id(use.get(), id) || sqlite3_step(use.get()) != SQLITE_DONE) {
+    return Unexpected{error("removing device " + protocol::to_string(id))};
+  }
+  if (sqlite3_changes(db_.get()) == 0) return Unexpected{no_device(id)};
+  return std::monostate{};
+}
+
+Status DeviceRegistry::set_enabled(DeviceId id, bool enabled) {
+  const StmtUse use(stmts_.set_enabled);
+  if (!bind_id(use.get(), id) || sqlite3_bind_int(use.get(), 2, enabled ? 1 : 0) != SQLITE_OK ||
+      sqlite3_step(use.get()) != SQLITE_DONE) {
+    return Unexpected{error((enabled ? "enabling device " : "disabling device ") + protocol::to_string(id))};
+  }
+  if (sqlite3_changes(db_.get()) == 0) return Unexpected{no_device(id)};
+  return std::monostate{};
+}
+
+Expected<std::vector<DeviceInfo>, std::string> DeviceRegistry::list() {
+  const StmtUse use(stmts_.list);
+  std::vector<DeviceInfo> devices;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(use.get())) == SQLITE_ROW) devices.push_back(read_info(use.get()));
+  if (rc != SQLITE_DONE) return Unexpected{error("listing devices")};
+  return devices;
+}
+
+Expected<std::optional<DeviceInfo>, std::string> DeviceRegistry::find(DeviceId id) {
+  const StmtUse use(stmts_.find);
+  const int rc = bind_id(use.get(), id) ? sqlite3_step(use.get()) : SQLITE_ERROR;
+  if (rc == SQLITE_ROW) return std::optional<DeviceInfo>(read_info(use.get()));
+  if (rc == SQLITE_DONE) return std::optional<DeviceInfo>();
+  return Unexpected{error("reading device " + protocol::to_string(id))};
+}
+
+Expected<std::size_t, std::string> DeviceRegistry::import(std::span<const DeviceKey> devices,
+                                                          int iterations) {
+  if (iterations < 1 || iterations > kMaxIterations) {
+    return Unexpected{"iteration count " + std::to_string(iterations) + " out of range"};
+  }
+  for (const DeviceKey& device : devices) {
+    if (device.id.value > protocol::kMaxDeviceId) return Unexpected{std::string("device ID out of range")};
+    if (!protocol::is_sendable_key(device.key)) return Unexpected{bad_key(device.id)};
+  }
+  const auto run = [](const sqlite::Stmt& stmt) {
+    const StmtUse use(stmt);
+    return sqlite3_step(use.get()) == SQLITE_DONE;
+  };
+  if (!run(stmts_.begin)) return Unexpected{error("starting the import")};
+  for (const DeviceKey& device : devices) {
+    if (auto added = insert(device, iterations); !added) {
+      run(stmts_.rollback);
+      return Unexpected{added.error() + " (nothing imported)"};
+    }
+  }
+  if (!run(stmts_.commit)) {
+    std::string failed = error("committing the import");
+    run(stmts_.rollback);
+    return Unexpected{failed + " (nothing imported)"};
+  }
+  return devices.size();
+}
+
+}  // namespace iotsocket

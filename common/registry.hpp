@@ -1,0 +1,135 @@
+// DeviceRegistry: the devices allowed to log in, their salted key hashes and the little
+// run-time state that must outlive a server restart (last seen, replay mark). One SQLite
+// file shared by several processes (the server's workers, iotsocketctl), in WAL mode so
+// that readers never wait for the writer.
+//
+// Owns one sqlite3 connection and its prepared statements; move-only (a moved-from
+// registry may only be destroyed or assigned to). A connection must not cross fork():
+// each process opens its own.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "protocol/device_id.hpp"
+#include "protocol/expected.hpp"
+#include "protocol/time.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace iotsocket {
+
+using protocol::DeviceId;
+
+namespace sqlite {
+// Owners of a connection and of a prepared statement.
+struct DbCloser {
+  void operator()(sqlite3* db) const noexcept;
+};
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* stmt) const noexcept;
+};
+using Db = std::unique_ptr<sqlite3, DbCloser>;
+using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+}  // namespace sqlite
+
+// The outcome of a login. A disabled device is reported as such only to a caller that
+// gave the right key; with a wrong key it is wrong_key, so that a key guesser learns
+// nothing about the device's state.
+enum class LoginCheck { ok, unknown_device, disabled, wrong_key, registry_error };
+
+// Stable snake_case names for log lines: ok, unknown_device, disabled_device, wrong_key,
+// registry_error.
+std::string_view name(LoginCheck check) noexcept;
+
+struct DeviceInfo {
+  DeviceId id;
+  bool enabled = true;
+  std::chrono::sys_seconds created_at{};
+  std::optional<std::chrono::sys_seconds> last_seen;  // nullopt: never logged in
+  std::optional<protocol::Time> replay_mark;          // nullopt: no TIME recorded yet
+};
+
+// One device of a bulk import.
+struct DeviceKey {
+  DeviceId id;
+  std::string key;
+};
+
+// PBKDF2-HMAC-SHA256 iteration counts (see registry.cpp for why generated keys get 1).
+inline constexpr int kGeneratedKeyIterations = 1;
+inline constexpr int kGivenKeyIterations = 4096;
+
+// A result with nothing in it but success or the error message.
+using Status = Expected<std::monostate, std::string>;
+
+class DeviceRegistry {
+ public:
+  enum class Mode { read_only, read_write };
+
+  // Opens the registry at `path`. read_write creates the file and the schema when missing;
+  // read_only needs an existing registry and refuses every write. Errors name the file
+  // and what failed.
+  static Expected<DeviceRegistry, std::string> open(const std::string& path, Mode mode);
+
+  DeviceRegistry(DeviceRegistry&&) noexcept;
+  DeviceRegistry& operator=(DeviceRegistry&&) noexcept;
+  DeviceRegistry(const DeviceRegistry&) = delete;
+  DeviceRegistry& operator=(const DeviceRegistry&) = delete;
+  ~DeviceRegistry();
+
+  const std::string& path() const noexcept { return path_; }
+
+  // --- login (the server's data plane: never throws) ---
+  LoginCheck verify(DeviceId id, std::string_view key) noexcept;
+
+  // The highest TIME recorded for the device at the end of a session; nullopt when the
+  // device is unknown, has none yet, or the registry failed (logged as a warning).
+  std::optional<protocol::Time> replay_mark(DeviceId id) noexcept;
+
+  // Sets last_seen and raises (never lowers) the replay mark. A failure is logged as a
+  // warning: the session has ended either way.
+  void record_session_end(DeviceId id, std::chrono::system_clock::time_point last_seen,
+                          protocol::Time mark) noexcept;
+
+  // --- management (iotsocketctl) ---
+  // Adds an enabled device. With no key, generates one (32 characters of base64url);
+  // returns the key either way.
+  Expected<std::string, std::string> add(DeviceId id, std::optional<std::string> key);
+  Status remove(DeviceId id);
+  Status set_enabled(DeviceId id, bool enabled);
+  Expected<std::vector<DeviceInfo>, std::string> list();
+  Expected<std::optional<DeviceInfo>, std::string> find(DeviceId id);
+
+  // Adds all devices in one transaction, or none (an invalid key, a device that exists or
+  // appears twice). kGeneratedKeyIterations is for keys known to be random; returns the
+  // number added.
+  Expected<std::size_t, std::string> import(std::span<const DeviceKey> devices,
+                                            int iterations = kGivenKeyIterations);
+
+ private:
+  // Prepared once, reused for every call. Declared after db_, so destroyed before it.
+  struct Statements {
+    sqlite::Stmt login, insert, remove, set_enabled, list, find, replay_mark, session_end, begin,
+        commit, rollback;
+  };
+
+  DeviceRegistry(std::string path, sqlite::Db db, Statements statements) noexcept;
+
+  std::string error(std::string_view what) const;
+  Status insert(const DeviceKey& device, int iterations);
+
+  std::string path_;
+  sqlite::Db db_;
+  Statements stmts_;
+};
+
+}  // namespace iotsocket
