@@ -144,6 +144,16 @@ bool Master::start() {
     return false;
   }
   registry_.emplace(std::move(*registry));
+  // Holds left by a run that did not stop cleanly: those devices may have had frames
+  // accepted that never reached their replay mark, so the floor goes above anything that
+  // run could have accepted.
+  const int leftover = registry_->release_all(
+      protocol::to_time(std::chrono::system_clock::now()) +
+      std::chrono::duration_cast<protocol::Tick>(config_.protocol.time_tolerance));
+  if (leftover > 0) {
+    spdlog::warn("{} devices were still marked connected by an earlier run that did not stop "
+                 "cleanly; released", leftover);
+  }
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     if (!spawn(i)) return false;
   }

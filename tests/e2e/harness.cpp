@@ -225,6 +225,16 @@ Device::Device(std::uint16_t port, bool tls, const std::string& source_ip) : use
   ERR_clear_error();
 }
 
+Device::~Device() {
+  if (!fd_.valid()) return;
+  if (ssl_) {
+    (void)SSL_shutdown(ssl_.get());
+    ERR_clear_error();
+  }
+  ::shutdown(fd_.get(), SHUT_WR);
+  wait_closed(2s);
+}
+
 bool Device::send_raw(std::string_view bytes) {
   if (!connected()) return false;
   while (!bytes.empty()) {

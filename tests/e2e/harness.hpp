@@ -90,6 +90,10 @@ class TestServer {
 class Device {
  public:
   Device(std::uint16_t port, bool tls = true, const std::string& source_ip = "127.0.0.1");
+  // Closes gracefully (close_notify, then waits briefly for the server's close), so that a
+  // server still reading our last frames is not hit by a reset that discards them.
+  ~Device();
+  Device(Device&&) = default;
   bool connected() const { return fd_.valid() && (!use_tls_ || ssl_); }
 
   // Sends raw bytes; false when the server has closed the connection.

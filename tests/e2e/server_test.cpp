@@ -2,7 +2,9 @@
 // real inbound FIFO.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
+#include <signal.h>
 #include <thread>
 
 #include "protocol/time.hpp"
@@ -228,6 +230,43 @@ TEST_F(ServerTest, FrameReplayedAfterARestartIsRefused) {
   attacker.send_raw(frame);
   EXPECT_TRUE(attacker.wait_closed());
   EXPECT_TRUE(server_.wait_for_log("reason=replayed_time")) << server_.log();
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  for (pid_t child; in >> child;) out.push_back(child);
+  return out;
+}
+
+TEST_F(ServerTest, KilledWorkerIsReplacedAndItsDevicesLogInAgain) {
+  // One device on each worker (least-loaded hand-off alternates).
+  Device a(server_.port()), b(server_.port());
+  ASSERT_TRUE(a.send_frame(DeviceId{kFirstId + 7}, kKey, "on one worker"));
+  ASSERT_TRUE(b.send_frame(DeviceId{kFirstId + 8}, kKey, "on the other"));
+  ASSERT_EQ(reader_->read(2).size(), 2u);
+  auto workers = children_of(server_.pid());
+  ASSERT_EQ(workers.size(), 2u);
+  ASSERT_EQ(::kill(workers[0], SIGKILL), 0);
+  EXPECT_TRUE(server_.wait_for_log("died: signal Killed")) << server_.log();
+  EXPECT_TRUE(server_.wait_for_log("worker 0 started, pid", 5s) ||
+              server_.count_in_log("started, pid") >= 3);
+  // Exactly one of the two devices lost its connection; both can send again (the dead
+  // worker's hold on its device was released), and the server serves new devices.
+  int lost = 0;
+  for (auto* d : {&a, &b}) {
+    const std::uint64_t id = d == &a ? kFirstId + 7 : kFirstId + 8;
+    if (!d->send_frame(DeviceId{id}, kKey, "after the kill") || d->wait_closed(300ms)) {
+      ++lost;
+      Device again(server_.port());
+      ASSERT_TRUE(again.send_frame(DeviceId{id}, kKey, "after the kill")) << server_.log();
+      ASSERT_EQ(reader_->read(1).size(), 1u) << server_.log();
+    } else {
+      ASSERT_EQ(reader_->read(1).size(), 1u) << server_.log();
+    }
+  }
+  EXPECT_EQ(lost, 1);
+  EXPECT_EQ(children_of(server_.pid()).size(), 2u);
 }
 
 TEST_F(ServerTest, PlainTcpWithoutTlsIsRefusedByTheTlsListener) {
