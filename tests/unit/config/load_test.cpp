@@ -220,16 +220,16 @@ TEST(LoadConfig, DirectoryInsteadOfAFile) {
   EXPECT_NE(config.error()[0].message.find("is a directory"), std::string::npos);
 }
 
-TEST(LoadConfig, UnreadableFile) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root reads any file";
+TEST(LoadConfig, PathThroughAFileIsAnErrorWithTheSystemsReason) {
+  // (A permission test would pass vacuously as root, which is how CI runs.)
   TempDir dir;
-  const std::string path = dir.write("secret.yaml", "workers: 2\n");
-  std::filesystem::permissions(path, std::filesystem::perms::none);
-  const auto config = load_file(path);
+  const std::string file = dir.write("plain.yaml", "workers: 2\n");
+  const auto config = load_file(file + "/iotsocket.yaml");
   ASSERT_FALSE(config);
   ASSERT_EQ(config.error().size(), 1u);
   EXPECT_EQ(config.error()[0].line, 0);
-  EXPECT_NE(config.error()[0].message.find("Permission denied"), std::string::npos);
+  EXPECT_NE(config.error()[0].message.find("Not a directory"), std::string::npos)
+      << config.error()[0].to_string();
 }
 
 TEST(LoadConfig, EmptyFileIsAnError) {
