@@ -1,5 +1,7 @@
 // The server's configuration: the YAML file as typed values, with every default in one
 // place. load_file() validates everything; a Config that exists is a usable one.
+// Schema, units and rules: config/README.md. Structs compare with == (a reload can tell
+// what changed).
 #pragma once
 
 #include <chrono>
@@ -14,14 +16,18 @@ namespace iotsocket::config {
 using Duration = std::chrono::milliseconds;
 
 struct ListenAddress {
-  std::string address;  // an IPv4 or IPv6 literal ("0.0.0.0", "::", "127.0.0.1")
+  std::string address;     // an IPv4 or IPv6 literal ("0.0.0.0", "::", "127.0.0.1")
   std::uint16_t port = 0;  // 0 only in tests: the kernel picks one
+
+  friend bool operator==(const ListenAddress&, const ListenAddress&) = default;
 };
 
 struct Tls {
   bool enabled = true;  // false (plain TCP) only for tests and closed networks
   std::string cert;     // PEM certificate chain
   std::string key;      // PEM private key
+
+  friend bool operator==(const Tls&, const Tls&) = default;
 };
 
 enum class DuplicatePolicy { reject, replace };
@@ -29,22 +35,30 @@ enum class DuplicatePolicy { reject, replace };
 struct Devices {
   std::string sqlite = "/var/lib/iotsocket/devices.db";
   DuplicatePolicy duplicate = DuplicatePolicy::reject;
+
+  friend bool operator==(const Devices&, const Devices&) = default;
 };
 
 struct Fifo {
   std::string push = "/run/iotsocket/push.fifo";
   std::string inbound = "/run/iotsocket/inbound.fifo";
+
+  friend bool operator==(const Fifo&, const Fifo&) = default;
 };
 
 struct Spool {
   std::string dir = "/var/lib/iotsocket/spool";
-  std::uint64_t max_size = 1ULL << 30;      // bytes on disk before back-pressure
-  std::uint64_t memory = 4ULL << 20;        // bytes per worker held in memory
+  std::uint64_t max_size = 1ULL << 30;  // bytes on disk before back-pressure
+  std::uint64_t memory = 4ULL << 20;    // bytes per worker held in memory
+
+  friend bool operator==(const Spool&, const Spool&) = default;
 };
 
 struct Runtime {
   std::string shm_name = "iotsocket";
   std::string pid_file = "/run/iotsocket/iotsocketd.pid";
+
+  friend bool operator==(const Runtime&, const Runtime&) = default;
 };
 
 struct Timeouts {
@@ -52,22 +66,30 @@ struct Timeouts {
   Duration handshake = std::chrono::seconds(10);
   Duration first_frame = std::chrono::seconds(10);  // from handshake done to the login frame
   Duration max_connection_age = std::chrono::hours(24);
+
+  friend bool operator==(const Timeouts&, const Timeouts&) = default;
 };
 
 struct Protocol {
   Duration time_tolerance = std::chrono::seconds(3);
   std::uint32_t flood_frames = 333;
   Duration flood_window = std::chrono::seconds(3);
+
+  friend bool operator==(const Protocol&, const Protocol&) = default;
 };
 
 struct Limits {
   std::uint32_t max_connections = 100000;  // all workers together
   std::uint32_t per_ip = 1024;             // connections from one source address; 0 = no cap
   std::uint32_t max_devices = 200000;      // size of the shared device table
+
+  friend bool operator==(const Limits&, const Limits&) = default;
 };
 
 struct Log {
   std::string level = "info";  // trace | debug | info | warn | error | critical | off
+
+  friend bool operator==(const Log&, const Log&) = default;
 };
 
 struct Config {
@@ -83,14 +105,16 @@ struct Config {
   Protocol protocol;
   Limits limits;
   Log log;
+
+  friend bool operator==(const Config&, const Config&) = default;
 };
 
 // One problem found in a config file: "FILE:LINE:COLUMN: KEY: MESSAGE".
 struct ConfigError {
   std::string file;
-  int line = 0;    // 1-based; 0 when the problem has no place (file missing)
-  int column = 0;  // 1-based
-  std::string key;  // dotted path, e.g. "timeouts.idle"
+  int line = 0;         // 1-based; 0 when the problem has no place (file missing)
+  int column = 0;       // 1-based
+  std::string key;      // dotted path, e.g. "timeouts.idle"
   std::string message;  // what was expected
   std::string to_string() const;
 };

@@ -1,0 +1,91 @@
+#include "common/channel.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace iotsocket::channel {
+
+bool make_pair(Fd& master_end, Fd& worker_end) noexcept {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
+    return false;
+  }
+  master_end.reset(fds[0]);
+  worker_end.reset(fds[1]);
+  return true;
+}
+
+Io send(int channel, const Message& message, int pass_fd) noexcept {
+  iovec iov{const_cast<Message*>(&message), sizeof message};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (pass_fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &pass_fd, sizeof(int));
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(channel, &msg, MSG_NOSIGNAL);
+    if (n == static_cast<ssize_t>(sizeof message)) return Io::ok;
+    if (n >= 0) return Io::error;  // SEQPACKET sends whole records or nothing
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return Io::would_block;
+    if (errno == EPIPE || errno == ECONNRESET) return Io::closed;
+    return Io::error;
+  }
+}
+
+Received receive(int channel) noexcept {
+  Received out;
+  iovec iov{&out.message, sizeof out.message};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(channel, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    out.io = (errno == EAGAIN) ? Io::would_block : (errno == ECONNRESET ? Io::closed : Io::error);
+    return out;
+  }
+  if (n == 0) {
+    out.io = Io::closed;
+    return out;
+  }
+  // Take ownership of any descriptor first, so that every error path below closes it.
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int))) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      out.fd.reset(fd);
+    } else {
+      out.io = Io::error;  // foreign control data
+      out.fd.reset();
+      return out;
+    }
+  }
+  const bool wants_fd = out.message.cmd == Cmd::new_connection;
+  if (n != static_cast<ssize_t>(sizeof out.message) || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
+      wants_fd != out.fd.valid()) {
+    out.fd.reset();
+    out.io = Io::error;
+    return out;
+  }
+  out.io = Io::ok;
+  return out;
+}
+
+}  // namespace iotsocket::channel

@@ -1,0 +1,70 @@
+#include "common/tls.hpp"
+
+#include <openssl/err.h>
+
+namespace iotsocket {
+namespace {
+
+// https://wiki.mozilla.org/Security/Server_Side_TLS, "Intermediate compatibility" (v5.7):
+// TLS 1.2 suites below; TLS 1.3 keeps OpenSSL's default suites, which are the same list.
+constexpr const char* kIntermediateCiphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+constexpr const char* kGroups = "X25519:prime256v1:secp384r1";
+
+Unexpected<std::string> failure(const std::string& what) {
+  std::string reason = drain_tls_errors();
+  return Unexpected{what + (reason.empty() ? "" : ": " + reason)};
+}
+
+}  // namespace
+
+std::string drain_tls_errors() {
+  std::string out;
+  while (unsigned long code = ERR_get_error()) {
+    char text[256];
+    ERR_error_string_n(code, text, sizeof text);
+    if (!out.empty()) out += "; ";
+    out += text;
+  }
+  return out;
+}
+
+Expected<SslCtx, std::string> make_server_context(const std::string& cert_file,
+                                                  const std::string& key_file) {
+  ERR_clear_error();
+  SslCtx ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) return failure("SSL_CTX_new failed");
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION);
+  if (SSL_CTX_set_cipher_list(ctx.get(), kIntermediateCiphers) != 1) {
+    return failure("cannot set the TLS 1.2 cipher list");
+  }
+  if (SSL_CTX_set1_groups_list(ctx.get(), kGroups) != 1) return failure("cannot set groups");
+  SSL_CTX_set_dh_auto(ctx.get(), 1);
+  // Intermediate profile: the client's preference order; no renegotiation (a CPU sink).
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  // Devices that lose power or drop the link send no close_notify; that is a close, not an
+  // attack (the IOT/1.1 delimiter already tells whole frames from cut ones).
+  SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF);
+  // Idle devices are the common case: give the 2 x 16 KiB read/write buffers back while a
+  // connection has nothing buffered.
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // Resumption by ticket only: a server-side cache would grow with the fleet.
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert_file.c_str()) != 1) {
+    return failure("cannot load certificate " + cert_file);
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return failure("cannot load private key " + key_file);
+  }
+  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+    return failure("private key " + key_file + " does not match certificate " + cert_file);
+  }
+  return ctx;
+}
+
+}  // namespace iotsocket

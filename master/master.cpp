@@ -1,0 +1,496 @@
+// The master's loop. Signals arrive through a signalfd (the handlers only record, the loop
+// acts); listeners, worker channels and the signalfd share one epoll set.
+//
+//   accept -> caps (max_connections, per source IP) -> least-loaded Ready worker -> SCM_RIGHTS
+//   SIGCHLD -> reap, release the dead worker's devices in the registry, respawn
+//   SIGTERM / SIGINT -> stop accepting, tell workers to shut down, wait, exit
+#include "master/master.hpp"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "common/channel.hpp"
+#include "common/log.hpp"
+#include "common/net.hpp"
+#include "common/registry.hpp"
+#include "protocol/time.hpp"
+#include "worker/worker.hpp"
+
+namespace iotsocket::master {
+namespace {
+
+using std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr int kAcceptBatch = 64;
+constexpr auto kAcceptPauseOnFdShortage = 100ms;
+constexpr auto kRespawnDelayAfterCrashLoop = 1s;
+constexpr auto kShutdownGrace = 30s;
+
+constexpr std::uint64_t kSignalTag = 1ULL << 62;
+constexpr std::uint64_t kListenerTag = 1ULL << 61;
+constexpr std::uint64_t kWorkerTag = 1ULL << 60;
+
+enum class WorkerState { starting, ready, exited };
+
+struct WorkerSlot {
+  pid_t pid = 0;
+  Fd channel;
+  WorkerState state = WorkerState::exited;
+  std::uint32_t generation = 0;
+  steady_clock::time_point started_at{};
+  steady_clock::time_point respawn_at{};  // when exited: not before this
+  std::uint32_t connections = 0;
+  std::unordered_map<IpKey, std::uint32_t, IpKeyHash> per_ip;
+};
+
+// Refusals at accept are counted and logged once a second, not once per connection: a
+// flood must not turn into a flood of log lines.
+struct RefusalCounts {
+  std::uint64_t max_connections = 0;
+  std::uint64_t per_ip = 0;
+  std::uint64_t no_worker = 0;
+};
+
+class Master {
+ public:
+  explicit Master(MasterSetup setup)
+      : config_(*setup.config), tls_(setup.tls), listeners_(std::move(setup.listeners)),
+        workers_(config::effective_workers(config_)) {}
+
+  int run();
+
+ private:
+  bool start();
+  bool spawn(std::size_t index);
+  void on_signal();
+  void on_listener(std::size_t index);
+  void hand_off(Fd socket, const PeerAddress& peer);
+  WorkerSlot* least_loaded();
+  void on_worker(std::size_t index);
+  void forget_connection(WorkerSlot& w, const IpKey& ip);
+  void reap();
+  void worker_gone(WorkerSlot& w, int status);
+  void begin_shutdown();
+  void tick(steady_clock::time_point now);
+  void set_accepting(bool on);
+  int timeout_ms(steady_clock::time_point now) const;
+
+  const config::Config& config_;
+  SSL_CTX* tls_;
+  std::vector<Listener> listeners_;
+  std::vector<WorkerSlot> workers_;
+  Fd epoll_;
+  Fd signals_;
+  std::optional<DeviceRegistry> registry_;
+
+  std::unordered_map<IpKey, std::uint32_t, IpKeyHash> per_ip_;
+  std::uint32_t connections_ = 0;
+  bool accepting_ = false;  // until a worker is ready
+  steady_clock::time_point accept_resume_at_{};
+  bool fd_shortage_logged_ = false;
+  RefusalCounts refused_;
+  steady_clock::time_point next_tick_{};
+
+  bool stopping_ = false;
+  steady_clock::time_point stop_deadline_{};
+};
+
+std::string exit_text(int status) {
+  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("signal ") + ::strsignal(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+// ---- start ----------------------------------------------------------------------------
+
+bool Master::start() {
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&set, s);
+  // Blocked here and so in every worker: workers act on the master's channel only.
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  signals_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!epoll_ || !signals_) {
+    spdlog::critical("epoll/signalfd setup failed: {}", std::strerror(errno));
+    return false;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kSignalTag;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev);
+  for (std::size_t i = 0; i < listeners_.size(); ++i) {
+    // Registered without interest: connections wait in the backlog until a worker is ready.
+    epoll_event off{};
+    off.data.u64 = kListenerTag | i;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listeners_[i].fd.get(), &off);
+    spdlog::info("listening on {}", listeners_[i].name);
+  }
+  auto registry = DeviceRegistry::open(config_.devices.sqlite, DeviceRegistry::Mode::read_write);
+  if (!registry) {
+    spdlog::critical("cannot open the device registry: {}", registry.error());
+    return false;
+  }
+  registry_.emplace(std::move(*registry));
+  // Holds left by a run that did not stop cleanly: those devices may have had frames
+  // accepted that never reached their replay mark, so the floor goes above anything that
+  // run could have accepted.
+  const int leftover = registry_->release_all(
+      protocol::to_time(std::chrono::system_clock::now()) +
+      std::chrono::duration_cast<protocol::Tick>(config_.protocol.time_tolerance));
+  if (leftover > 0) {
+    spdlog::warn("{} devices were still marked connected by an earlier run that did not stop "
+                 "cleanly; released", leftover);
+  }
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (!spawn(i)) return false;
+  }
+  spdlog::info("started {} workers, max {} connections, {} per source address",
+               workers_.size(), config_.limits.max_connections, config_.limits.per_ip);
+  return true;
+}
+
+bool Master::spawn(std::size_t index) {
+  WorkerSlot& w = workers_[index];
+  Fd master_end, worker_end;
+  if (!channel::make_pair(master_end, worker_end)) {
+    spdlog::error("socketpair for worker {} failed: {}", index, std::strerror(errno));
+    return false;
+  }
+  ++w.generation;
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    spdlog::error("fork of worker {} failed: {}", index, std::strerror(errno));
+    return false;
+  }
+  if (pid == 0) {
+    // The child keeps only its own channel end: no listeners, no other channels.
+    for (auto& l : listeners_) l.fd.reset();
+    for (auto& other : workers_) other.channel.reset();
+    master_end.reset();
+    signals_.reset();
+    epoll_.reset();
+    registry_.reset();
+    log::init("worker " + std::to_string(index),
+              log::parse_level(config_.log.level).value_or(spdlog::level::info));
+    int code = worker::run(worker::WorkerSetup{.config = &config_,
+                                               .tls = tls_,
+                                               .channel = std::move(worker_end),
+                                               .index = static_cast<unsigned>(index),
+                                               .generation = w.generation});
+    spdlog::default_logger()->flush();
+    ::_exit(code);
+  }
+  w.pid = pid;
+  w.channel = std::move(master_end);
+  w.state = WorkerState::starting;
+  w.started_at = steady_clock::now();
+  w.connections = 0;
+  w.per_ip.clear();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWorkerTag | index;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, w.channel.get(), &ev);
+  spdlog::info("worker {} started, pid {}", index, pid);
+  return true;
+}
+
+// ---- accept ---------------------------------------------------------------------------
+
+void Master::on_listener(std::size_t index) {
+  for (int i = 0; i < kAcceptBatch && accepting_; ++i) {
+    PeerAddress peer;
+    peer.length = sizeof peer.storage;
+    int fd = ::accept4(listeners_[index].fd.get(), reinterpret_cast<sockaddr*>(&peer.storage),
+                       &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      fd_shortage_logged_ = false;
+      hand_off(Fd(fd), peer);
+      continue;
+    }
+    if (errno == EAGAIN || errno == EINTR) return;
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      // The pending connection stays in the backlog; accepting again at once would spin.
+      if (!fd_shortage_logged_) {
+        spdlog::warn("accept() on {} failed: {}; pausing accept for {} ms", listeners_[index].name,
+                     std::strerror(errno), kAcceptPauseOnFdShortage.count());
+        fd_shortage_logged_ = true;
+      }
+      set_accepting(false);
+      accept_resume_at_ = steady_clock::now() + kAcceptPauseOnFdShortage;
+      return;
+    }
+    // ECONNABORTED and the network errors accept(2) passes on: that connection only.
+  }
+}
+
+void Master::set_accepting(bool on) {
+  if (accepting_ == on) return;
+  accepting_ = on;
+  for (std::size_t i = 0; i < listeners_.size(); ++i) {
+    epoll_event ev{};
+    ev.events = on ? EPOLLIN : 0;
+    ev.data.u64 = kListenerTag | i;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, listeners_[i].fd.get(), &ev);
+  }
+}
+
+void Master::hand_off(Fd socket, const PeerAddress& peer) {
+  // The caps come before any TLS work: a refused connection costs one accept and one close.
+  if (connections_ >= config_.limits.max_connections) {
+    ++refused_.max_connections;
+    return;
+  }
+  const IpKey ip = ip_key_of(peer);
+  if (config_.limits.per_ip != 0 && per_ip_[ip] >= config_.limits.per_ip) {
+    ++refused_.per_ip;
+    return;
+  }
+  WorkerSlot* w = least_loaded();
+  if (w == nullptr) {
+    ++refused_.no_worker;
+    return;
+  }
+  channel::Message m{.cmd = channel::Cmd::new_connection, .generation = w->generation, .peer = peer};
+  channel::Io io = channel::send(w->channel.get(), m, socket.get());
+  if (io != channel::Io::ok) {
+    // A worker whose channel is full is behind by thousands of connections; refuse this
+    // one rather than block the master.
+    spdlog::warn("cannot hand peer={} to worker pid {}: {}", peer.to_string(), w->pid,
+                 io == channel::Io::would_block ? "channel full" : std::strerror(errno));
+    return;
+  }
+  ++connections_;
+  ++w->connections;
+  ++per_ip_[ip];
+  ++w->per_ip[ip];
+}  // our copy of the socket closes here; the worker holds its own
+
+WorkerSlot* Master::least_loaded() {
+  WorkerSlot* best = nullptr;
+  for (auto& w : workers_) {
+    if (w.state != WorkerState::ready) continue;
+    if (best == nullptr || w.connections < best->connections) best = &w;
+  }
+  return best;
+}
+
+// ---- workers --------------------------------------------------------------------------
+
+void Master::forget_connection(WorkerSlot& w, const IpKey& ip) {
+  auto drop = [&ip](std::unordered_map<IpKey, std::uint32_t, IpKeyHash>& map) {
+    auto it = map.find(ip);
+    if (it == map.end()) return;
+    if (--it->second == 0) map.erase(it);
+  };
+  if (w.connections > 0) {
+    --w.connections;
+    --connections_;
+  }
+  drop(w.per_ip);
+  drop(per_ip_);
+}
+
+void Master::on_worker(std::size_t index) {
+  WorkerSlot& w = workers_[index];
+  for (;;) {
+    channel::Received r = channel::receive(w.channel.get());
+    if (r.io == channel::Io::would_block) return;
+    if (r.io != channel::Io::ok) {
+      // EOF: the worker is exiting; SIGCHLD follows and does the bookkeeping.
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, w.channel.get(), nullptr);
+      return;
+    }
+    if (r.message.generation != w.generation) continue;  // from a worker we no longer run
+    switch (r.message.cmd) {
+      case channel::Cmd::ready:
+        w.state = WorkerState::ready;
+        spdlog::debug("worker {} ready", index);
+        tick(steady_clock::now());
+        break;
+      case channel::Cmd::connection_closed:
+        forget_connection(w, ip_key_of(r.message.peer));
+        break;
+      default:
+        spdlog::warn("worker {} sent an unexpected command {}", index,
+                     static_cast<int>(r.message.cmd));
+    }
+  }
+}
+
+void Master::reap() {
+  for (;;) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    for (auto& w : workers_) {
+      if (w.pid == pid && w.state != WorkerState::exited) worker_gone(w, status);
+    }
+  }
+}
+
+void Master::worker_gone(WorkerSlot& w, int status) {
+  const auto index = static_cast<std::size_t>(&w - workers_.data());
+  const bool expected = stopping_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (expected) {
+    spdlog::info("worker {} (pid {}) exited", index, w.pid);
+  } else {
+    spdlog::error("worker {} (pid {}) died: {}; {} connections lost", index, w.pid,
+                  exit_text(status), w.connections);
+  }
+  for (const auto& [ip, count] : w.per_ip) {
+    auto it = per_ip_.find(ip);
+    if (it != per_ip_.end() && (it->second -= std::min(it->second, count)) == 0) per_ip_.erase(it);
+  }
+  connections_ -= std::min(connections_, w.connections);
+  w.connections = 0;
+  w.per_ip.clear();
+  w.state = WorkerState::exited;
+  w.channel.reset();
+  // Its devices are free to log in elsewhere. Frames it accepted just before dying may
+  // not have reached the registry's replay mark: hold the floor above anything it could
+  // have accepted (TIME may run up to the tolerance ahead of the clock).
+  const auto floor = protocol::to_time(std::chrono::system_clock::now()) +
+                     std::chrono::duration_cast<protocol::Tick>(config_.protocol.time_tolerance);
+  registry_->release_owner(static_cast<std::int64_t>(w.pid), floor);
+  if (stopping_) return;
+  const bool crash_loop = steady_clock::now() - w.started_at < kRespawnDelayAfterCrashLoop;
+  w.respawn_at = crash_loop ? steady_clock::now() + kRespawnDelayAfterCrashLoop : steady_clock::now();
+}
+
+// ---- signals and time -----------------------------------------------------------------
+
+void Master::on_signal() {
+  signalfd_siginfo info;
+  while (::read(signals_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    switch (info.ssi_signo) {
+      case SIGCHLD:
+        reap();
+        break;
+      case SIGTERM:
+      case SIGINT:
+        if (stopping_) {
+          spdlog::warn("second stop signal: exiting now");
+          for (auto& w : workers_) {
+            if (w.state != WorkerState::exited) ::kill(w.pid, SIGKILL);
+          }
+          stop_deadline_ = steady_clock::now();
+        } else {
+          spdlog::info("{}: stopping", ::strsignal(static_cast<int>(info.ssi_signo)));
+          begin_shutdown();
+        }
+        break;
+      case SIGHUP:
+        spdlog::warn("SIGHUP: reload is not implemented yet (operations issue); ignored");
+        break;
+      case SIGUSR1:
+        spdlog::info("SIGUSR1: logging goes to stderr; nothing to reopen");
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void Master::begin_shutdown() {
+  stopping_ = true;
+  stop_deadline_ = steady_clock::now() + kShutdownGrace;
+  set_accepting(false);
+  listeners_.clear();  // new connections are refused by the kernel from now on
+  for (auto& w : workers_) {
+    if (w.state == WorkerState::exited) continue;
+    channel::Message m{.cmd = channel::Cmd::shutdown, .generation = w.generation, .peer = {}};
+    if (channel::send(w.channel.get(), m) != channel::Io::ok) ::kill(w.pid, SIGTERM);
+  }
+}
+
+void Master::tick(steady_clock::time_point now) {
+  if (!stopping_ && !accepting_ && now >= accept_resume_at_ && least_loaded() != nullptr) {
+    set_accepting(true);
+  }
+  if (!stopping_) {
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      if (workers_[i].state == WorkerState::exited && now >= workers_[i].respawn_at) spawn(i);
+    }
+  }
+  if (now >= next_tick_) {
+    next_tick_ = now + 1s;
+    if (refused_.max_connections + refused_.per_ip + refused_.no_worker > 0) {
+      spdlog::warn("refused at accept in the last second: {} over max_connections, {} over "
+                   "the per-address cap, {} with no worker ready",
+                   refused_.max_connections, refused_.per_ip, refused_.no_worker);
+      refused_ = {};
+    }
+  }
+}
+
+int Master::timeout_ms(steady_clock::time_point now) const {
+  auto until = next_tick_;
+  if (!accepting_ && !stopping_) until = std::min(until, accept_resume_at_);
+  if (stopping_) until = std::min(until, stop_deadline_);
+  for (const auto& w : workers_) {
+    if (w.state == WorkerState::exited && !stopping_) until = std::min(until, w.respawn_at);
+  }
+  if (until <= now) return 0;
+  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(until - now).count());
+}
+
+int Master::run() {
+  if (!start()) return 1;
+  epoll_event events[64];
+  for (;;) {
+    const auto now = steady_clock::now();
+    if (stopping_) {
+      bool all_gone = true;
+      for (const auto& w : workers_) all_gone = all_gone && w.state == WorkerState::exited;
+      if (all_gone) break;
+      if (now >= stop_deadline_) {
+        spdlog::error("workers did not stop within {} s; killing them", kShutdownGrace.count());
+        for (auto& w : workers_) {
+          if (w.state != WorkerState::exited) ::kill(w.pid, SIGKILL);
+        }
+        stop_deadline_ = now + 5s;
+      }
+    }
+    tick(now);
+    int n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms(steady_clock::now()));
+    if (n < 0 && errno != EINTR) {
+      spdlog::critical("epoll_wait failed: {}", std::strerror(errno));
+      return 1;
+    }
+    for (int i = 0; i < n; ++i) {
+      const std::uint64_t tag = events[i].data.u64;
+      const auto index = static_cast<std::size_t>(tag & 0xffffffff);
+      if (tag == kSignalTag) {
+        on_signal();
+      } else if (tag & kListenerTag) {
+        if (accepting_ && index < listeners_.size()) on_listener(index);
+      } else if (tag & kWorkerTag) {
+        if (workers_[index].channel) on_worker(index);
+      }
+    }
+  }
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int run(MasterSetup setup) {
+  Master master(std::move(setup));
+  return master.run();
+}
+
+}  // namespace iotsocket::master

@@ -1,0 +1,335 @@
+#include "tests/e2e/harness.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "protocol/encoder.hpp"
+
+extern char** environ;
+
+namespace iotsocket::e2e {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string make_temp_dir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "iotsocket-e2e-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  return pattern;
+}
+
+pid_t spawn(const std::vector<std::string>& argv, int out_fd, int err_fd) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  if (out_fd >= 0) posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+  if (err_fd >= 0) posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + ": " + std::strerror(rc));
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+}  // namespace
+
+std::string binary(std::string_view name) { return std::string(IOTSOCKET_BIN_DIR) + "/" + std::string(name); }
+
+RunResult run_command(const std::vector<std::string>& argv) {
+  std::string dir = make_temp_dir();
+  std::string out_path = dir + "/out", err_path = dir + "/err";
+  Fd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  Fd err(::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  RunResult r;
+  r.exit_code = wait_exit(spawn(argv, out.get(), err.get()));
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+// ---- TestServer -----------------------------------------------------------------------
+
+TestServer::TestServer(ServerOptions options) : options_(std::move(options)), dir_(make_temp_dir()) {
+  log_path_ = dir_ + "/server.log";
+  if (options_.tls) {
+    RunResult r = run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                               "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
+                               "/CN=localhost", "-keyout", dir_ + "/key.pem", "-out",
+                               dir_ + "/cert.pem"});
+    if (r.exit_code != 0) throw std::runtime_error("openssl req failed: " + r.err);
+  }
+  write_config();
+}
+
+TestServer::~TestServer() {
+  if (running()) stop(SIGKILL);
+  std::error_code ec;
+  if (std::getenv("IOTSOCKET_E2E_KEEP") == nullptr) std::filesystem::remove_all(dir_, ec);
+}
+
+void TestServer::write_config() {
+  std::ofstream out(config_path());
+  out << "listen: [{address: 127.0.0.1, port: 0}]\n"
+      << "tls: {enabled: " << (options_.tls ? "true" : "false")
+      << ", cert: cert.pem, key: key.pem}\n"
+      << "workers: " << options_.workers << "\n"
+      << "devices: {sqlite: devices.db}\n"
+      << "fifo: {push: push.fifo, inbound: inbound.fifo}\n"
+      << "spool: {dir: spool}\n"
+      << "runtime: {shm_name: iotsocket-e2e-" << ::getpid() << "-" << this
+      << ", pid_file: iotsocketd.pid}\n"
+      << "timeouts: " << options_.timeouts << "\n"
+      << "limits: " << options_.limits << "\n"
+      << "log: {level: debug}\n"
+      << options_.extra_yaml;
+}
+
+void TestServer::start() {
+  if (running()) throw std::runtime_error("server already running");
+  Fd log(::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  struct stat st{};
+  ::fstat(log.get(), &st);
+  log_offset_ = static_cast<std::size_t>(st.st_size);
+  pid_ = spawn({binary("iotsocketd"), "--config", config_path()}, log.get(), log.get());
+  port_ = 0;
+  const auto deadline = Clock::now() + 20s;
+  while (Clock::now() < deadline) {
+    std::string text = this->log();
+    auto at = text.find("listening on 127.0.0.1:");
+    if (at != std::string::npos) {
+      port_ = static_cast<std::uint16_t>(std::stoi(text.substr(at + 23)));
+      return;
+    }
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("iotsocketd exited at start:\n" + text);
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  throw std::runtime_error("iotsocketd did not start listening:\n" + this->log());
+}
+
+int TestServer::stop(int signal_number) {
+  if (!running()) return -1;
+  ::kill(pid_, signal_number);
+  int code = wait_exit(pid_);
+  pid_ = -1;
+  return code;
+}
+
+RunResult TestServer::ctl(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv{binary("iotsocketctl"), "--config", config_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv);
+}
+
+void TestServer::add_devices(std::uint64_t first_id, std::size_t count, const std::string& key) {
+  std::string path = dir_ + "/import.txt";
+  {
+    std::ofstream out(path);
+    for (std::size_t i = 0; i < count; ++i) out << first_id + i << ' ' << key << '\n';
+  }
+  RunResult r = ctl({"devices", "import", "--fast-hash", path});
+  if (r.exit_code != 0) throw std::runtime_error("devices import failed: " + r.err);
+}
+
+std::string TestServer::log() const {
+  std::string all = read_file(log_path_);
+  return log_offset_ <= all.size() ? all.substr(log_offset_) : all;
+}
+
+bool TestServer::wait_for_log(std::string_view needle, std::chrono::milliseconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  do {
+    if (log().find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(10ms);
+  } while (Clock::now() < deadline);
+  return false;
+}
+
+std::size_t TestServer::count_in_log(std::string_view needle) const {
+  std::string text = log();
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// ---- Device ---------------------------------------------------------------------------
+
+Device::Device(std::uint16_t port, bool tls, const std::string& source_ip) : use_tls_(tls) {
+  fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source_ip.c_str(), &src.sin_addr);
+  int on = 1;
+  ::setsockopt(fd_.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);
+  if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+    fd_.reset();
+    return;
+  }
+  timeval tv{5, 0};
+  ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+  if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0) {
+    fd_.reset();
+    return;
+  }
+  if (!use_tls_) return;
+  // Like the legacy client: TLS without certificate checks (the client issue adds pinning).
+  ctx_.reset(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX_set_verify(ctx_.get(), SSL_VERIFY_NONE, nullptr);
+  Ssl ssl(SSL_new(ctx_.get()));
+  SSL_set_fd(ssl.get(), fd_.get());
+  if (SSL_connect(ssl.get()) == 1) ssl_ = std::move(ssl);
+  ERR_clear_error();
+}
+
+Device::~Device() {
+  if (!fd_.valid()) return;
+  if (ssl_) {
+    (void)SSL_shutdown(ssl_.get());
+    ERR_clear_error();
+  }
+  ::shutdown(fd_.get(), SHUT_WR);
+  wait_closed(2s);
+}
+
+bool Device::send_raw(std::string_view bytes) {
+  if (!connected()) return false;
+  while (!bytes.empty()) {
+    if (use_tls_) {
+      std::size_t written = 0;
+      if (SSL_write_ex(ssl_.get(), bytes.data(), bytes.size(), &written) != 1) {
+        ERR_clear_error();
+        return false;
+      }
+      bytes.remove_prefix(written);
+    } else {
+      ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+  return true;
+}
+
+bool Device::send_frame(protocol::DeviceId id, std::string_view key, std::string_view payload,
+                        std::optional<protocol::Time> time) {
+  std::string frame;
+  if (protocol::append_device_frame(frame, id, key, time.value_or(fresh_time()), payload)) {
+    return false;
+  }
+  return send_raw(frame);
+}
+
+bool Device::wait_closed(std::chrono::milliseconds timeout) {
+  if (!fd_.valid()) return true;
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    if (::poll(&p, 1, std::max(left, 1)) <= 0) continue;
+    char buf[4096];
+    if (use_tls_ && ssl_) {
+      int n = SSL_read(ssl_.get(), buf, sizeof buf);
+      if (n <= 0) {
+        int e = SSL_get_error(ssl_.get(), n);
+        ERR_clear_error();
+        if (e != SSL_ERROR_WANT_READ) return true;
+      }
+    } else {
+      ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+      if (n <= 0) return true;
+    }
+  }
+  return false;
+}
+
+// ---- InboundReader --------------------------------------------------------------------
+
+InboundReader::InboundReader(const std::string& fifo_path)
+    : fd_(::open(fifo_path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)) {
+  if (!fd_) throw std::runtime_error("cannot open " + fifo_path + ": " + std::strerror(errno));
+}
+
+std::vector<protocol::Record> InboundReader::read(std::size_t count, std::chrono::milliseconds timeout) {
+  std::vector<protocol::Record> out;
+  const auto deadline = Clock::now() + timeout;
+  std::string buf(1 << 16, '\0');
+  while (out.size() < count && Clock::now() < deadline) {
+    for (;;) {
+      auto l = lines_.next();
+      if (l.status == protocol::LineStatus::need_more) break;
+      if (l.status == protocol::LineStatus::too_long) {
+        bad_lines_.emplace_back("<too long>");
+        continue;
+      }
+      auto record = protocol::parse_record(l.text);
+      if (record) {
+        out.push_back(std::move(*record));
+      } else {
+        bad_lines_.emplace_back(l.text);
+      }
+    }
+    if (out.size() >= count) break;
+    pollfd p{fd_.get(), POLLIN, 0};
+    ::poll(&p, 1, 50);
+    ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
+    if (n > 0) {
+      lines_.feed(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+    } else {
+      std::this_thread::sleep_for(5ms);  // no writer: poll() reports POLLHUP at once
+    }
+  }
+  return out;
+}
+
+// ---- times ----------------------------------------------------------------------------
+
+protocol::Time fresh_time() {
+  static protocol::TimeStamper stamper;
+  return *stamper.next(protocol::to_time(std::chrono::system_clock::now()), std::chrono::seconds(1));
+}
+
+}  // namespace iotsocket::e2e

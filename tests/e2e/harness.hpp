@@ -1,0 +1,132 @@
+// End-to-end test harness: runs the built binaries (iotsocketd, iotsocketctl) in a private
+// directory with a real certificate, registry, FIFOs and spool, and talks to them the way
+// devices and backends do (TLS on 127.0.0.1, the FIFOs).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <openssl/ssl.h>
+
+#include "common/fd.hpp"
+#include "common/tls.hpp"
+#include "protocol/device_id.hpp"
+#include "protocol/line_reader.hpp"
+#include "protocol/record.hpp"
+#include "protocol/time.hpp"
+
+namespace iotsocket::e2e {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Path of a built binary: build/bin/<name>.
+std::string binary(std::string_view name);
+
+// Runs a command (argv[0] is a path), returns {exit code, stdout}. stderr goes to `err`
+// when given.
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+RunResult run_command(const std::vector<std::string>& argv);
+
+struct ServerOptions {
+  unsigned workers = 2;
+  bool tls = true;
+  std::string extra_yaml;  // appended to the generated config (top-level keys)
+  std::string timeouts = "{idle: 90s, handshake: 10s, first_frame: 10s, max_connection_age: 24h}";
+  std::string limits = "{max_connections: 10000, per_ip: 5000}";
+};
+
+// A server instance in its own temporary directory. The directory (and with it the
+// registry and spool) survives stop()/start(), so a restart can be tested.
+class TestServer {
+ public:
+  explicit TestServer(ServerOptions options = {});
+  ~TestServer();
+  TestServer(const TestServer&) = delete;
+  TestServer& operator=(const TestServer&) = delete;
+
+  void start();  // spawns iotsocketd and waits for "listening on"
+  int stop(int signal_number = SIGTERM);  // returns the exit code (128+sig if killed)
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  std::uint16_t port() const { return port_; }
+
+  // Registers devices through `iotsocketctl devices import --fast-hash`.
+  void add_devices(std::uint64_t first_id, std::size_t count, const std::string& key);
+  RunResult ctl(const std::vector<std::string>& args) const;
+
+  // The server's stderr so far, and waiting for a line containing `needle`.
+  std::string log() const;
+  bool wait_for_log(std::string_view needle, std::chrono::milliseconds timeout = 10s) const;
+  std::size_t count_in_log(std::string_view needle) const;
+
+  const std::string& dir() const { return dir_; }
+  std::string inbound_fifo() const { return dir_ + "/inbound.fifo"; }
+  std::string spool_dir() const { return dir_ + "/spool"; }
+  std::string config_path() const { return dir_ + "/iotsocket.yaml"; }
+
+ private:
+  void write_config();
+
+  ServerOptions options_;
+  std::string dir_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+  std::size_t log_offset_ = 0;  // log of the current run starts here
+};
+
+// A device: one TLS (or plain) connection to the server, blocking with timeouts.
+class Device {
+ public:
+  Device(std::uint16_t port, bool tls = true, const std::string& source_ip = "127.0.0.1");
+  // Closes gracefully (close_notify, then waits briefly for the server's close), so that a
+  // server still reading our last frames is not hit by a reset that discards them.
+  ~Device();
+  Device(Device&&) = default;
+  bool connected() const { return fd_.valid() && (!use_tls_ || ssl_); }
+
+  // Sends raw bytes; false when the server has closed the connection.
+  bool send_raw(std::string_view bytes);
+  // A well-formed frame with TIME = now (or `time`).
+  bool send_frame(protocol::DeviceId id, std::string_view key, std::string_view payload,
+                  std::optional<protocol::Time> time = std::nullopt);
+  // True when the server closes the connection within `timeout`.
+  bool wait_closed(std::chrono::milliseconds timeout = 5s);
+
+ private:
+  bool use_tls_;
+  Fd fd_;
+  SslCtx ctx_;
+  Ssl ssl_;
+};
+
+// The backend side of the inbound FIFO: reads records with a timeout.
+class InboundReader {
+ public:
+  explicit InboundReader(const std::string& fifo_path);
+  // Reads until `count` records arrived or `timeout` passed; returns what arrived.
+  std::vector<protocol::Record> read(std::size_t count, std::chrono::milliseconds timeout = 10s);
+  // Raw lines that failed to parse (should stay empty).
+  const std::vector<std::string>& bad_lines() const { return bad_lines_; }
+
+ private:
+  Fd fd_;
+  protocol::LineReader lines_;
+  std::vector<std::string> bad_lines_;
+};
+
+// Unique, strictly increasing TIMEs near now for frames a test sends.
+protocol::Time fresh_time();
+
+}  // namespace iotsocket::e2e

@@ -1,0 +1,560 @@
+// The worker's event loop. One pass of the loop:
+//   1. wait on epoll (timeout = the earliest connection deadline, or the sink's retry);
+//   2. act on the channel (new sockets, shutdown) and on connections (handshake, frames);
+//   3. close connections whose deadline passed;
+//   4. flush the inbound sink once for the whole pass (one lock, one write), then resume
+//      connections that were paused for want of room.
+// No exceptions on this path: a connection that breaks a rule is closed with a reason
+// code and one log line; everything else keeps running.
+#include "worker/worker.hpp"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "common/channel.hpp"
+#include "common/log.hpp"
+#include "common/registry.hpp"
+#include "protocol/device_id.hpp"
+#include "protocol/errors.hpp"
+#include "protocol/limits.hpp"
+#include "protocol/time.hpp"
+#include "worker/connection.hpp"
+#include "worker/deadlines.hpp"
+#include "worker/inbound_sink.hpp"
+#include "worker/tls_io.hpp"
+
+namespace iotsocket::worker {
+namespace {
+
+using std::chrono::steady_clock;
+
+// epoll data: slot in the low half, generation in the high half, so an event for a slot
+// that was closed and reused within one epoll_wait batch is recognised as stale.
+constexpr std::uint32_t kChannelSlot = 0xffffffff;
+constexpr std::uint32_t kSinkSlot = 0xfffffffe;
+constexpr std::uint64_t tag(std::uint32_t slot, std::uint32_t generation) {
+  return (std::uint64_t{generation} << 32) | slot;
+}
+
+constexpr std::size_t kReadChunk = 16 * 1024;  // one TLS record
+constexpr int kMaxEvents = 256;
+
+protocol::Time wall_now() { return protocol::to_time(std::chrono::system_clock::now()); }
+
+// The highest TIME accepted for a device: what the registry keeps between sessions.
+protocol::Time high_mark(const protocol::ReplayWindow& w) {
+  protocol::Time mark = w.floor;
+  for (protocol::Time t : w.recent) mark = std::max(mark, t);
+  return mark;
+}
+
+class Worker {
+ public:
+  Worker(WorkerSetup setup, DeviceRegistry registry, InboundSink sink, Fd epoll)
+      : config_(*setup.config),
+        tls_(setup.tls),
+        channel_(std::move(setup.channel)),
+        generation_(setup.generation),
+        owner_(static_cast<std::int64_t>(::getpid())),
+        registry_(std::move(registry)),
+        sink_(std::move(sink)),
+        epoll_(std::move(epoll)),
+        limits_{.time_tolerance = std::chrono::duration_cast<protocol::Tick>(
+                    config_.protocol.time_tolerance),
+                .flood_frames = config_.protocol.flood_frames,
+                .flood_window = std::chrono::duration_cast<protocol::Tick>(
+                    config_.protocol.flood_window)} {}
+
+  int run() noexcept;
+
+ private:
+  // channel
+  bool watch_channel() noexcept;
+  void on_channel() noexcept;
+  void adopt(Fd socket, const PeerAddress& peer) noexcept;
+  void say_to_master(channel::Cmd cmd, const PeerAddress& peer = {}) noexcept;
+
+  // connections
+  Connection* lookup(std::uint64_t data) noexcept;
+  void on_connection_event(Connection& c, std::uint32_t events) noexcept;
+  void drive(Connection& c) noexcept;
+  bool advance_handshake(Connection& c) noexcept;
+  void read_frames(Connection& c) noexcept;
+  bool take_buffered_frames(Connection& c) noexcept;
+  bool take_frame(Connection& c, const protocol::FrameView& frame) noexcept;
+  bool log_in(Connection& c, const protocol::FrameView& frame, protocol::Time now) noexcept;
+  void pause(Connection& c) noexcept;
+  void resume_paused() noexcept;
+  void set_interest(Connection& c, std::uint32_t events) noexcept;
+  void close(Connection& c, std::string_view reason) noexcept;
+  void close_all(std::string_view reason) noexcept;
+
+  // deadlines
+  SteadyTime deadline_of(const Connection& c) const noexcept;
+  void schedule(Connection& c) noexcept;
+  void expire_deadlines(SteadyTime now) noexcept;
+
+  // inbound
+  void flush_inbound() noexcept;
+  int wait_timeout(SteadyTime now) const noexcept;
+
+  std::string device_text(const Connection& c) const {
+    auto id = c.session.device();
+    return id ? protocol::to_string(*id) : std::string("-");
+  }
+
+  const config::Config& config_;
+  SSL_CTX* tls_;
+  Fd channel_;
+  std::uint32_t generation_;
+  std::int64_t owner_;  // this process in the registry's claims
+  DeviceRegistry registry_;
+  InboundSink sink_;
+  Fd epoll_;
+  protocol::SessionLimits limits_;
+
+  std::vector<std::unique_ptr<Connection>> slots_;
+  std::vector<std::uint32_t> free_slots_;
+  std::vector<std::uint64_t> paused_;  // tags of paused connections
+  std::size_t live_connections_ = 0;
+  std::uint32_t next_generation_ = 1;
+  DeadlineQueue deadlines_;
+  int sink_watched_fd_ = -1;
+  bool stopping_ = false;
+};
+
+// ---- channel --------------------------------------------------------------------------
+
+bool Worker::watch_channel() noexcept {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = tag(kChannelSlot, 0);
+  return ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, channel_.get(), &ev) == 0;
+}
+
+void Worker::say_to_master(channel::Cmd cmd, const PeerAddress& peer) noexcept {
+  channel::Message m{.cmd = cmd, .generation = generation_, .peer = peer};
+  // The channel's buffer holds thousands of messages; if it is full the master is wedged,
+  // and the per-IP count of this peer stays one too high until the next respawn.
+  if (channel::send(channel_.get(), m) != channel::Io::ok) {
+    spdlog::warn("cannot tell the master (cmd {}): {}", static_cast<int>(cmd), std::strerror(errno));
+  }
+}
+
+void Worker::on_channel() noexcept {
+  for (;;) {
+    channel::Received r = channel::receive(channel_.get());
+    switch (r.io) {
+      case channel::Io::would_block:
+        return;
+      case channel::Io::closed:
+        spdlog::warn("master channel closed: the master is gone; stopping");
+        stopping_ = true;
+        return;
+      case channel::Io::error:
+        spdlog::error("bad message on the master channel: {}", std::strerror(errno));
+        return;
+      case channel::Io::ok:
+        break;
+    }
+    if (r.message.cmd == channel::Cmd::new_connection) {
+      adopt(std::move(r.fd), r.message.peer);
+    } else if (r.message.cmd == channel::Cmd::shutdown) {
+      spdlog::info("shutdown requested by the master");
+      stopping_ = true;
+    }
+  }
+}
+
+void Worker::adopt(Fd socket, const PeerAddress& peer) noexcept {
+  std::uint32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = static_cast<std::uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  auto c = std::make_unique<Connection>(std::move(socket), peer, limits_);
+  c->slot = slot;
+  c->generation = next_generation_++;
+  c->accepted_at = steady_clock::now();
+  if (tls_ != nullptr) {
+    c->ssl.reset(SSL_new(tls_));
+    if (!c->ssl || SSL_set_fd(c->ssl.get(), c->fd.get()) != 1) {
+      spdlog::error("peer={} SSL_new failed: {}", peer.to_string(), drain_tls_errors());
+      say_to_master(channel::Cmd::connection_closed, peer);
+      free_slots_.push_back(slot);
+      return;
+    }
+    SSL_set_accept_state(c->ssl.get());
+  } else {
+    c->state = ConnState::awaiting_login;
+    c->phase_started_at = c->accepted_at;
+  }
+  Connection& conn = *c;
+  slots_[slot] = std::move(c);
+  ++live_connections_;
+  spdlog::info("accepted peer={}", peer.to_string());
+
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = tag(slot, conn.generation);
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, conn.fd.get(), &ev) != 0) {
+    spdlog::error("peer={} epoll_ctl(ADD) failed: {}", peer.to_string(), std::strerror(errno));
+    close(conn, "worker_error");
+    return;
+  }
+  conn.epoll_events = EPOLLIN;
+  schedule(conn);
+  drive(conn);  // a TLS ClientHello may already be waiting
+}
+
+// ---- connections ----------------------------------------------------------------------
+
+Connection* Worker::lookup(std::uint64_t data) noexcept {
+  auto slot = static_cast<std::uint32_t>(data);
+  auto generation = static_cast<std::uint32_t>(data >> 32);
+  if (slot >= slots_.size() || !slots_[slot] || slots_[slot]->generation != generation) {
+    return nullptr;
+  }
+  return slots_[slot].get();
+}
+
+void Worker::on_connection_event(Connection& c, std::uint32_t events) noexcept {
+  if ((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN)) {
+    close(c, "peer_closed");
+    return;
+  }
+  drive(c);
+}
+
+void Worker::drive(Connection& c) noexcept {
+  if (c.state == ConnState::handshake && !advance_handshake(c)) return;
+  if (c.state != ConnState::handshake && !c.paused) read_frames(c);
+}
+
+bool Worker::advance_handshake(Connection& c) noexcept {
+  switch (tls_handshake(c)) {
+    case Io::ok: {
+      c.state = ConnState::awaiting_login;
+      c.phase_started_at = steady_clock::now();
+      const char* version = SSL_get_version(c.ssl.get());
+      spdlog::debug("peer={} tls ok {} {}", c.peer.to_string(), version,
+                    SSL_get_cipher_name(c.ssl.get()));
+      set_interest(c, EPOLLIN);
+      schedule(c);
+      return true;
+    }
+    case Io::want_read:
+      set_interest(c, EPOLLIN);
+      return false;
+    case Io::want_write:
+      set_interest(c, EPOLLOUT);
+      return false;
+    case Io::closed:
+    case Io::error: {
+      int saved = errno;
+      spdlog::info("tls failed peer={}: {}", c.peer.to_string(), last_io_error(saved));
+      close(c, "tls_failed");
+      return false;
+    }
+  }
+  return false;
+}
+
+void Worker::read_frames(Connection& c) noexcept {
+  char buf[kReadChunk];
+  for (;;) {
+    // Frames already buffered go first: they may fill the sink, and then reading stops.
+    if (!take_buffered_frames(c) || c.paused) return;
+    std::size_t got = 0;
+    switch (read_some(c, buf, sizeof buf, got)) {
+      case Io::ok:
+        c.decoder.feed(std::string_view(buf, got));
+        continue;
+      case Io::want_read:
+        set_interest(c, EPOLLIN);
+        return;
+      case Io::want_write:  // TLS 1.3 may have to write (key update) before reading on
+        set_interest(c, EPOLLOUT);
+        return;
+      case Io::closed:
+        close(c, "peer_closed");
+        return;
+      case Io::error: {
+        int saved = errno;
+        spdlog::info("read failed device={} peer={}: {}", device_text(c), c.peer.to_string(),
+                     last_io_error(saved));
+        close(c, "read_error");
+        return;
+      }
+    }
+  }
+}
+
+// False when the connection was closed.
+bool Worker::take_buffered_frames(Connection& c) noexcept {
+  for (;;) {
+    // Room for a maximal record before a frame leaves the decoder: a frame taken out must
+    // be placed, and one that cannot be stays in the decoder while the device waits.
+    if (!sink_.has_room(protocol::kMaxBody)) {
+      pause(c);
+      return true;
+    }
+    protocol::Decoded d = c.decoder.next();
+    if (d.status == protocol::DecodeStatus::need_more) return true;
+    if (d.status == protocol::DecodeStatus::failed) {
+      close(c, protocol::name(d.error));
+      return false;
+    }
+    if (!take_frame(c, d.frame)) return false;
+  }
+}
+
+bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcept {
+  const protocol::Time now = wall_now();
+  if (c.state == ConnState::awaiting_login) {
+    if (!log_in(c, frame, now)) return false;
+  } else if (auto error = c.session.admit(frame, now, c.replay)) {
+    close(c, protocol::name(*error));
+    return false;
+  }
+  c.last_frame_at = steady_clock::now();
+  (void)sink_.append(frame.device, frame.body);  // room was checked before next()
+  return true;
+}
+
+bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::Time now) noexcept {
+  const std::string id = protocol::to_string(frame.device);
+  auto reject = [&](std::string_view reason) {
+    spdlog::warn("rejected device={} peer={} reason={}", id, c.peer.to_string(), reason);
+    close(c, reason);
+    return false;
+  };
+  // Unknown device, disabled device and wrong key are told apart here, in the log, only:
+  // the device sees the same close after the same work (the registry hashes either way).
+  LoginCheck check = registry_.verify(frame.device, frame.key);
+  if (check != LoginCheck::ok) return reject(name(check));
+
+  Claim claim = registry_.claim(frame.device, owner_);
+  if (claim.status == ClaimStatus::already_connected) return reject("duplicate_login");
+  if (claim.status != ClaimStatus::claimed) return reject("registry_error");
+
+  c.replay = protocol::ReplayWindow::starting_at(claim.replay_mark);
+  if (auto error = c.session.admit(frame, now, c.replay)) {
+    registry_.release(frame.device, owner_, claim.replay_mark);
+    return reject(protocol::name(*error));
+  }
+  c.state = ConnState::live;
+  schedule(c);
+  spdlog::info("login device={} peer={}", id, c.peer.to_string());
+  return true;
+}
+
+void Worker::set_interest(Connection& c, std::uint32_t events) noexcept {
+  if (c.epoll_events == events) return;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = tag(c.slot, c.generation);
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), &ev) == 0) c.epoll_events = events;
+}
+
+void Worker::pause(Connection& c) noexcept {
+  if (c.paused) return;
+  c.paused = true;
+  set_interest(c, 0);
+  paused_.push_back(tag(c.slot, c.generation));
+}
+
+void Worker::resume_paused() noexcept {
+  if (paused_.empty() || !sink_.has_room(protocol::kMaxBody)) return;
+  std::vector<std::uint64_t> waiting;
+  waiting.swap(paused_);
+  for (std::uint64_t t : waiting) {
+    Connection* found = lookup(t);
+    if (found == nullptr) continue;
+    Connection& c = *found;
+    c.paused = false;
+    c.last_frame_at = steady_clock::now();  // the wait was ours, not the device's
+    set_interest(c, EPOLLIN);
+    read_frames(c);
+  }
+}
+
+void Worker::close(Connection& c, std::string_view reason) noexcept {
+  const std::uint32_t slot = c.slot;
+  if (c.state == ConnState::live) {
+    if (auto id = c.session.device()) {
+      registry_.release(*id, owner_, high_mark(c.replay));
+    }
+  }
+  spdlog::info("closed device={} peer={} reason={}", device_text(c), c.peer.to_string(), reason);
+  tls_goodbye(c);
+  say_to_master(channel::Cmd::connection_closed, c.peer);
+  // close() removes the socket from epoll.
+  slots_[slot].reset();
+  free_slots_.push_back(slot);
+  --live_connections_;
+}
+
+void Worker::close_all(std::string_view reason) noexcept {
+  for (auto& c : slots_) {
+    if (c) close(*c, reason);
+  }
+}
+
+// ---- deadlines ------------------------------------------------------------------------
+
+SteadyTime Worker::deadline_of(const Connection& c) const noexcept {
+  const auto& t = config_.timeouts;
+  const SteadyTime too_old = c.accepted_at + t.max_connection_age;
+  switch (c.state) {
+    case ConnState::handshake:
+      return c.accepted_at + t.handshake;
+    case ConnState::awaiting_login:
+      return std::min(c.phase_started_at + t.first_frame, too_old);
+    case ConnState::live:
+      // A paused connection is silent because of us; only its age counts then.
+      return c.paused ? too_old : std::min(c.last_frame_at + t.idle, too_old);
+  }
+  return too_old;
+}
+
+void Worker::schedule(Connection& c) noexcept {
+  const SteadyTime at = deadline_of(c);
+  if (c.queued_at != SteadyTime{} && c.queued_at <= at) return;  // an entry will come first
+  c.queued_at = at;
+  deadlines_.push(at, c.slot, c.generation);
+}
+
+void Worker::expire_deadlines(SteadyTime now) noexcept {
+  while (!deadlines_.empty() && deadlines_.top().at <= now) {
+    DeadlineEntry e = deadlines_.top();
+    deadlines_.pop();
+    Connection* c = lookup(tag(e.slot, e.generation));
+    if (c == nullptr || c->queued_at != e.at) continue;  // closed, or a stale entry
+    c->queued_at = SteadyTime{};
+    if (deadline_of(*c) > now) {
+      schedule(*c);
+      continue;
+    }
+    const bool too_old = now >= c->accepted_at + config_.timeouts.max_connection_age;
+    switch (c->state) {
+      case ConnState::handshake:
+        close(*c, "handshake_timeout");
+        break;
+      case ConnState::awaiting_login:
+        close(*c, too_old ? "max_age" : "first_frame_timeout");
+        break;
+      case ConnState::live:
+        close(*c, too_old ? "max_age" : "idle_timeout");
+        break;
+    }
+  }
+}
+
+// ---- inbound --------------------------------------------------------------------------
+
+void Worker::flush_inbound() noexcept {
+  sink_.flush();
+  const int fd = sink_.writable_fd();
+  if (fd != sink_watched_fd_) {
+    if (sink_watched_fd_ >= 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, sink_watched_fd_, nullptr);
+    sink_watched_fd_ = -1;
+    if (fd >= 0) {
+      epoll_event ev{};
+      ev.events = EPOLLOUT;
+      ev.data.u64 = tag(kSinkSlot, 0);
+      if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0) sink_watched_fd_ = fd;
+    }
+  }
+  resume_paused();
+}
+
+int Worker::wait_timeout(SteadyTime now) const noexcept {
+  int timeout = deadlines_.timeout_ms(now);
+  if (auto retry = sink_.retry_in()) {
+    int ms = static_cast<int>(std::max<long long>(retry->count(), 1));
+    timeout = timeout < 0 ? ms : std::min(timeout, ms);
+  }
+  return timeout;
+}
+
+// ---- the loop -------------------------------------------------------------------------
+
+int Worker::run() noexcept {
+  if (!watch_channel()) {
+    spdlog::critical("epoll_ctl(channel) failed: {}", std::strerror(errno));
+    return 1;
+  }
+  say_to_master(channel::Cmd::ready);
+  epoll_event events[kMaxEvents];
+  while (!stopping_) {
+    int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, wait_timeout(steady_clock::now()));
+    if (n < 0 && errno != EINTR) {
+      spdlog::critical("epoll_wait failed: {}", std::strerror(errno));
+      return 1;
+    }
+    for (int i = 0; i < n; ++i) {
+      const auto slot = static_cast<std::uint32_t>(events[i].data.u64);
+      if (slot == kChannelSlot) {
+        on_channel();
+      } else if (slot == kSinkSlot) {
+        // flushed below, once per pass
+      } else if (Connection* c = lookup(events[i].data.u64)) {
+        on_connection_event(*c, events[i].events);
+      }
+    }
+    expire_deadlines(steady_clock::now());
+    flush_inbound();
+  }
+  close_all("server_shutdown");
+  // Whatever is still in memory goes to the FIFO or the spool before the process ends.
+  for (int tries = 0; tries < 5000 && sink_.pending_bytes() > 0; ++tries) {
+    sink_.flush();
+    if (sink_.pending_bytes() > 0) ::usleep(1000);
+  }
+  if (sink_.pending_bytes() > 0) {
+    spdlog::error("{} bytes of inbound records could not be placed before exit",
+                  sink_.pending_bytes());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run(WorkerSetup setup) noexcept {
+  const config::Config& config = *setup.config;
+  auto registry = DeviceRegistry::open(config.devices.sqlite, DeviceRegistry::Mode::read_write);
+  if (!registry) {
+    spdlog::critical("cannot open the device registry: {}", registry.error());
+    return 1;
+  }
+  auto sink = InboundSink::open(InboundOptions{.fifo_path = config.fifo.inbound,
+                                               .spool_dir = config.spool.dir,
+                                               .memory_limit = config.spool.memory,
+                                               .spool_limit = config.spool.max_size});
+  if (!sink) {
+    spdlog::critical("cannot open the inbound sink: {}", sink.error());
+    return 1;
+  }
+  Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll) {
+    spdlog::critical("epoll_create1 failed: {}", std::strerror(errno));
+    return 1;
+  }
+  Worker worker(std::move(setup), std::move(*registry), std::move(*sink), std::move(epoll));
+  return worker.run();
+}
+
+}  // namespace iotsocket::worker
