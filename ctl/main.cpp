@@ -1,0 +1,99 @@
+// iotsocketctl: the operator's command. `devices ...` manages the device registry named
+// by the config file (devices.sqlite); nothing else of the config is used here.
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "config/config.hpp"
+#include "ctl/devices.hpp"
+#include "protocol/device_id.hpp"
+
+namespace {
+
+using namespace iotsocket;
+
+constexpr const char* kDefaultConfig = "/etc/iotsocket/iotsocket.yaml";
+
+// Device IDs are numbers: "42" and "0000000042" name one device.
+const CLI::Validator kDeviceId(
+    [](std::string& text) -> std::string {
+      if (protocol::parse_device_id(text)) return {};
+      return "'" + text + "' is not a device ID (a number of 1 to 10 digits)";
+    },
+    "DEVICE_ID");
+
+DeviceId device_id(const std::string& checked_text) {
+  return *protocol::parse_device_id(checked_text);  // the validator ran first
+}
+
+// The registry file the config names, or nullopt after printing why there is none.
+std::optional<std::string> registry_path(const std::string& config_file) {
+  const auto loaded = config::load_file(config_file);
+  if (!loaded) {
+    for (const auto& error : loaded.error()) ctl::fail(error.to_string());
+    return std::nullopt;
+  }
+  return loaded->devices.sqlite;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Manages an iotsocket server's devices.", "iotsocketctl"};
+  app.require_subcommand(1);
+  std::string config_file = kDefaultConfig;
+  app.add_option("-c,--config", config_file, "Server config file (for devices.sqlite)")
+      ->capture_default_str();
+
+  CLI::App* devices = app.add_subcommand("devices", "Add, list, remove, disable or enable devices");
+  devices->require_subcommand(1);
+
+  std::string id;
+  std::string key;
+  CLI::App* add = devices->add_subcommand(
+      "add", "Add a device; prints `ID KEY` when it generates the key (shown only this once)");
+  add->add_option("ID", id, "Device ID")->required()->check(kDeviceId);
+  CLI::Option* key_option =
+      add->add_option("--key", key, "The device's key (a legacy device's); default: generate one");
+
+  CLI::App* list = devices->add_subcommand("list", "List the devices");
+
+  CLI::App* remove = devices->add_subcommand("remove", "Remove a device");
+  remove->add_option("ID", id, "Device ID")->required()->check(kDeviceId);
+  CLI::App* disable = devices->add_subcommand("disable", "Refuse a device's logins");
+  disable->add_option("ID", id, "Device ID")->required()->check(kDeviceId);
+  CLI::App* enable = devices->add_subcommand("enable", "Accept a device's logins again");
+  enable->add_option("ID", id, "Device ID")->required()->check(kDeviceId);
+
+  std::string import_file;
+  bool fast_hash = false;
+  CLI::App* import = devices->add_subcommand(
+      "import", "Add many devices in one transaction (all or none) from lines `ID KEY`; "
+                "blank lines and lines starting with # are skipped");
+  import->add_option("FILE", import_file, "File to read, - for stdin")->required();
+  import->add_flag("--fast-hash", fast_hash,
+                   "Hash keys with 1 PBKDF2 iteration instead of 4096: only for keys that are "
+                   "long random strings (as `devices add` generates), never for chosen ones");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints help, or the usage error
+    return code == 0 ? ctl::kExitOk : ctl::kExitUsage;
+  }
+
+  const auto registry = registry_path(config_file);
+  if (!registry) return ctl::kExitFailed;
+  if (*add) {
+    return ctl::devices_add(*registry, device_id(id),
+                            key_option->count() > 0 ? std::optional<std::string>(key) : std::nullopt);
+  }
+  if (*list) return ctl::devices_list(*registry);
+  if (*remove) return ctl::devices_remove(*registry, device_id(id));
+  if (*disable) return ctl::devices_set_enabled(*registry, device_id(id), false);
+  if (*enable) return ctl::devices_set_enabled(*registry, device_id(id), true);
+  if (*import) return ctl::devices_import(*registry, import_file, fast_hash);
+  return ctl::kExitUsage;  // unreachable: a subcommand is required
+}

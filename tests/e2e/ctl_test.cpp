@@ -1,0 +1,260 @@
+// iotsocketctl as an operator runs it: the built binary, a config file, a registry file in
+// a temporary directory. What it stored is checked through DeviceRegistry.
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "common/registry.hpp"
+
+extern char** environ;
+
+namespace iotsocket {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Outcome {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class CtlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "ctl_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    registry_ = (dir_ / "devices.db").string();
+    config_ = (dir_ / "iotsocket.yaml").string();
+    std::ofstream(config_) << "tls: {enabled: false}\n"
+                           << "devices: {sqlite: " << registry_ << "}\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Runs iotsocketctl --config <config> args..., with `input` on stdin.
+  Outcome ctl(std::vector<std::string> args, const std::string& input = "") {
+    args.insert(args.begin(), {std::string(IOTSOCKET_BIN_DIR) + "/iotsocketctl", "--config", config_});
+    return run(args, input);
+  }
+
+  Outcome run(const std::vector<std::string>& args, const std::string& input) {
+    const fs::path in = dir_ / "stdin", out = dir_ / "stdout", err = dir_ / "stderr";
+    std::ofstream(in, std::ios::binary) << input;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, in.c_str(), O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<char*> argv;
+    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    Outcome result;
+    if (spawned != 0) {
+      ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << std::strerror(spawned);
+      return result;
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
+      ADD_FAILURE() << "iotsocketctl did not exit normally (status " << status << ")";
+      return result;
+    }
+    result.exit_code = WEXITSTATUS(status);
+    result.out = read_file(out);
+    result.err = read_file(err);
+    return result;
+  }
+
+  DeviceRegistry registry() {
+    auto opened = DeviceRegistry::open(registry_, DeviceRegistry::Mode::read_write);
+    if (!opened) ADD_FAILURE() << opened.error();
+    return std::move(opened).value();
+  }
+
+  void expect_ok(const Outcome& r) {
+    EXPECT_EQ(r.exit_code, 0) << "stdout: " << r.out << "\nstderr: " << r.err;
+  }
+
+  fs::path dir_;
+  std::string registry_;
+  std::string config_;
+};
+
+TEST_F(CtlTest, AddGeneratesAndPrintsTheKeyOnce) {
+  const Outcome r = ctl({"devices", "add", "42"});
+  expect_ok(r);
+  std::smatch match;
+  ASSERT_TRUE(std::regex_match(r.out, match, std::regex("0000000042 ([A-Za-z0-9_-]{32})\n"))) << r.out;
+  EXPECT_NE(r.err.find("only time the key is shown"), std::string::npos) << r.err;
+  auto devices = registry();
+  EXPECT_EQ(devices.verify(DeviceId{42}, match[1].str()), LoginCheck::ok);
+}
+
+TEST_F(CtlTest, AddWithKeyPrintsTheIdOnly) {
+  const Outcome r = ctl({"devices", "add", "0000000042", "--key", "legacy-key"});
+  expect_ok(r);
+  EXPECT_EQ(r.out, "0000000042\n");
+  EXPECT_EQ(registry().verify(DeviceId{42}, "legacy-key"), LoginCheck::ok);
+}
+
+TEST_F(CtlTest, AddTwiceFails) {
+  expect_ok(ctl({"devices", "add", "42", "--key", "k1"}));
+  const Outcome r = ctl({"devices", "add", "0042", "--key", "k2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "iotsocketctl: device 0000000042 already exists\n");
+  EXPECT_EQ(registry().verify(DeviceId{42}, "k1"), LoginCheck::ok);
+}
+
+TEST_F(CtlTest, AddRefusesAKeyThatCannotBeSent) {
+  const Outcome r = ctl({"devices", "add", "42", "--key", "a:b"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("a key must be"), std::string::npos) << r.err;
+}
+
+TEST_F(CtlTest, DisableEnableRemove) {
+  expect_ok(ctl({"devices", "add", "7", "--key", "seven"}));
+  expect_ok(ctl({"devices", "disable", "7"}));
+  EXPECT_EQ(registry().verify(DeviceId{7}, "seven"), LoginCheck::disabled);
+  expect_ok(ctl({"devices", "enable", "0000000007"}));
+  EXPECT_EQ(registry().verify(DeviceId{7}, "seven"), LoginCheck::ok);
+  expect_ok(ctl({"devices", "remove", "7"}));
+  EXPECT_EQ(registry().verify(DeviceId{7}, "seven"), LoginCheck::unknown_device);
+}
+
+TEST_F(CtlTest, AbsentDeviceFailsWithItsName) {
+  expect_ok(ctl({"devices", "add", "7"}));
+  for (const char* command : {"remove", "disable", "enable"}) {
+    const Outcome r = ctl({"devices", command, "42"});
+    EXPECT_EQ(r.exit_code, 1) << command;
+    EXPECT_EQ(r.err, "iotsocketctl: no device 0000000042\n") << command;
+  }
+}
+
+TEST_F(CtlTest, ListShowsEveryDevice) {
+  expect_ok(ctl({"devices", "add", "9", "--key", "nine"}));
+  expect_ok(ctl({"devices", "add", "10"}));
+  expect_ok(ctl({"devices", "disable", "9"}));
+  registry().record_session_end(DeviceId{10},
+                                std::chrono::sys_seconds{std::chrono::seconds{1'700'000'000}},
+                                protocol::Time{});
+  const Outcome r = ctl({"devices", "list"});
+  expect_ok(r);
+  std::istringstream lines(r.out);
+  std::string header, first, second, extra;
+  std::getline(lines, header);
+  std::getline(lines, first);
+  std::getline(lines, second);
+  EXPECT_FALSE(std::getline(lines, extra)) << extra;
+  EXPECT_TRUE(std::regex_match(header, std::regex("ID +ENABLED +CREATED +LAST SEEN"))) << header;
+  const std::string iso = "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ";
+  EXPECT_TRUE(std::regex_match(first, std::regex("0000000009 +no +" + iso + " +never"))) << first;
+  EXPECT_TRUE(std::regex_match(second, std::regex("0000000010 +yes +" + iso + " +2023-11-14T22:13:20Z")))
+      << second;
+}
+
+TEST_F(CtlTest, ImportsAFile) {
+  const fs::path file = dir_ / "fleet.txt";
+  std::ofstream(file) << "# fleet of three\n\n1 key-one\n  0000000002\tkey#two  \r\n\n3 key-three\n";
+  const Outcome r = ctl({"devices", "import", file.string()});
+  expect_ok(r);
+  EXPECT_EQ(r.out, "imported 3 devices\n");
+  auto devices = registry();
+  EXPECT_EQ(devices.verify(DeviceId{1}, "key-one"), LoginCheck::ok);
+  EXPECT_EQ(devices.verify(DeviceId{2}, "key#two"), LoginCheck::ok);
+  EXPECT_EQ(devices.verify(DeviceId{3}, "key-three"), LoginCheck::ok);
+}
+
+TEST_F(CtlTest, ImportsStdinWithFastHash) {
+  std::string input;
+  for (int i = 1; i <= 1000; ++i) input += std::to_string(i) + " random-key-" + std::to_string(i * 31) + "\n";
+  const Outcome r = ctl({"devices", "import", "--fast-hash", "-"}, input);
+  expect_ok(r);
+  EXPECT_EQ(r.out, "imported 1000 devices\n");
+  auto devices = registry();
+  EXPECT_EQ(devices.verify(DeviceId{500}, "random-key-15500"), LoginCheck::ok);
+  const auto listed = devices.list();
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->size(), 1000u);
+}
+
+TEST_F(CtlTest, BadImportLineImportsNothing) {
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"1 one\n2 two\n3\n", "line 3: expected `ID KEY`"},
+      {"1 one\n# note\nabc two\n", "line 3: bad device ID 'abc'"},
+      {"1 one\n2 two words\n", "line 2: expected `ID KEY`"},
+      {"1 one\n2 a:b\n", "line 2: a key must be"},
+      {"1 one\n\n01 again\n", "line 3: device 0000000001 appears twice (first on line 1)"},
+      {"1 one\n42 two\n", "device 0000000042 already exists"},
+  };
+  expect_ok(ctl({"devices", "add", "42"}));
+  for (const auto& [input, message] : cases) {
+    const Outcome r = ctl({"devices", "import", "-"}, input);
+    EXPECT_EQ(r.exit_code, 1) << input;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("nothing imported"), std::string::npos) << r.err;
+    EXPECT_EQ(registry().verify(DeviceId{1}, "one"), LoginCheck::unknown_device) << input;
+  }
+}
+
+TEST_F(CtlTest, BadIdIsAUsageError) {
+  for (const char* id : {"abc", "12345678901", "-1", ""}) {
+    const Outcome r = ctl({"devices", "remove", id});
+    EXPECT_EQ(r.exit_code, 2) << id;
+    EXPECT_NE(r.err.find("is not a device ID"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(registry_));
+}
+
+TEST_F(CtlTest, MissingPartsAreUsageErrors) {
+  EXPECT_EQ(ctl({}).exit_code, 2);
+  EXPECT_EQ(ctl({"devices"}).exit_code, 2);
+  EXPECT_EQ(ctl({"devices", "add"}).exit_code, 2);
+  EXPECT_EQ(ctl({"devices", "frobnicate", "1"}).exit_code, 2);
+  EXPECT_EQ(ctl({"devices", "import"}).exit_code, 2);
+}
+
+TEST_F(CtlTest, HelpExitsZeroAndExplainsFastHash) {
+  const Outcome r = ctl({"devices", "import", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--fast-hash"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("random"), std::string::npos) << r.out;
+}
+
+TEST_F(CtlTest, MissingConfigIsNamed) {
+  const std::string missing = (dir_ / "nope.yaml").string();
+  const Outcome r = run({std::string(IOTSOCKET_BIN_DIR) + "/iotsocketctl", "--config", missing,
+                     "devices", "list"},
+                    "");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(missing), std::string::npos) << r.err;
+}
+
+TEST_F(CtlTest, ListOfAMissingRegistryNamesIt) {
+  const Outcome r = ctl({"devices", "list"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(registry_), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace iotsocket
