@@ -241,7 +241,7 @@ void Master::set_accepting(bool on) {
   accepting_ = on;
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
     epoll_event ev{};
-    ev.events = on ? EPOLLIN : 0;
+    ev.events = on ? std::uint32_t{EPOLLIN} : 0u;
     ev.data.u64 = kListenerTag | i;
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, listeners_[i].fd.get(), &ev);
   }

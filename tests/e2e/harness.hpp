@@ -3,6 +3,7 @@
 // devices and backends do (TLS on 127.0.0.1, the FIFOs).
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
