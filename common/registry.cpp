@@ -7,6 +7,7 @@
 
 #include <array>
 #include <charconv>
+#include <iterator>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -148,10 +149,14 @@ std::string bad_key(DeviceId id) {
 
 // ---- schema ----
 
-constexpr int kSchemaVersion = 1;
 constexpr int kBusyTimeoutMs = 200;
 
-constexpr const char* kCreateSchema = R"sql(
+// The schema as steps: kUpgrades[v] takes a registry from version v (PRAGMA user_version)
+// to v + 1. A new file runs them all; a file from an older release runs the rest. Change
+// the schema only by appending a step.
+constexpr const char* kUpgrades[] = {
+    // 0 -> 1
+    R"sql(
 CREATE TABLE devices (
   id          INTEGER PRIMARY KEY CHECK (id BETWEEN 0 AND 9999999999),
   salt        BLOB NOT NULL,
@@ -160,11 +165,12 @@ CREATE TABLE devices (
   enabled     INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
   created_at  INTEGER NOT NULL,
   last_seen   INTEGER,
-  replay_mark INTEGER NOT NULL DEFAULT 0,
-  online_owner INTEGER
-);
-PRAGMA user_version = 1;
-)sql";
+  replay_mark INTEGER NOT NULL DEFAULT 0
+))sql",
+    // 1 -> 2: which worker holds a device (claim/release)
+    "ALTER TABLE devices ADD COLUMN online_owner INTEGER",
+};
+constexpr int kSchemaVersion = static_cast<int>(std::size(kUpgrades));
 
 const char* errmsg(sqlite3* db) noexcept { return db != nullptr ? sqlite3_errmsg(db) : "out of memory"; }
 
@@ -191,18 +197,30 @@ std::optional<std::string> exec(sqlite3* db, const char* sql) {
   return error;
 }
 
-std::optional<std::string> check_version(sqlite3* db, bool create_missing) {
+// Checks the schema version and, when `upgrade`, brings an older schema (or none) up to
+// date. The caller holds the write lock.
+std::optional<std::string> check_version(sqlite3* db, bool upgrade) {
   std::string error;
-  const auto version = query_text(db, "PRAGMA user_version", error);
-  if (!version) return error;
-  if (*version == std::to_string(kSchemaVersion)) return std::nullopt;
-  if (*version == "0") {
-    if (!create_missing) return "not a device registry (no schema; `iotsocketctl devices add` creates one)";
-    if (auto failed = exec(db, kCreateSchema)) return "creating the schema: " + *failed;
-    return std::nullopt;
+  const auto text = query_text(db, "PRAGMA user_version", error);
+  if (!text) return error;
+  int version = -1;
+  std::from_chars(text->data(), text->data() + text->size(), version);
+  if (version == kSchemaVersion) return std::nullopt;
+  const std::string known = " (this program knows version " + std::to_string(kSchemaVersion) + ")";
+  if (version < 0 || version > kSchemaVersion) return "schema version " + *text + " is unknown" + known;
+  if (!upgrade) {
+    if (version == 0) return "not a device registry (no schema; `iotsocketctl devices add` creates one)";
+    return "schema version " + *text + " is older" + known +
+           "; opening it for writing (iotsocketctl devices add/remove/enable, the server) upgrades it";
   }
-  return "schema version " + *version + " is not the one this program knows (" +
-         std::to_string(kSchemaVersion) + ")";
+  for (int step = version; step < kSchemaVersion; ++step) {
+    if (auto failed = exec(db, kUpgrades[step])) {
+      return "upgrading the schema to version " + std::to_string(step + 1) + ": " + *failed;
+    }
+  }
+  const std::string set_version = "PRAGMA user_version = " + std::to_string(kSchemaVersion);
+  if (auto failed = exec(db, set_version.c_str())) return "setting the schema version: " + *failed;
+  return std::nullopt;
 }
 
 // WAL: readers (the workers' logins) never wait for a writer (iotsocketctl). In WAL mode
