@@ -8,6 +8,7 @@
 #include <array>
 #include <charconv>
 #include <iterator>
+#include <type_traits>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -74,6 +75,10 @@ std::optional<std::string> generate_key() {
     if (c == '/') c = '_';
   }
   return key;
+}
+
+std::string hashing_failed(DeviceId id) {
+  return "device " + protocol::to_string(id) + ": hashing the key failed (OpenSSL)";
 }
 
 // ---- SQLite helpers ----
@@ -435,20 +440,25 @@ int DeviceRegistry::release_all(protocol::Time floor) noexcept {
 
 // ---- management ----
 
-Status DeviceRegistry::insert(const DeviceKey& device, int iterations) {
-  Salt salt{};
-  Hash hash{};
-  if (RAND_bytes(salt.data(), static_cast<int>(salt.size())) != 1 ||
-      !hash_key(device.key, salt, iterations, hash)) {
-    return Unexpected{"device " + protocol::to_string(device.id) + ": hashing the key failed (OpenSSL)"};
+std::optional<DeviceRegistry::NewKey> DeviceRegistry::new_key(const DeviceKey& device,
+                                                              int iterations) noexcept {
+  NewKey out{device.id, {}, {}, iterations};
+  static_assert(std::is_same_v<decltype(out.salt), Salt> && std::is_same_v<decltype(out.hash), Hash>);
+  if (RAND_bytes(out.salt.data(), static_cast<int>(out.salt.size())) != 1 ||
+      !hash_key(device.key, out.salt, iterations, out.hash)) {
+    return std::nullopt;
   }
-  const std::string kdf = kdf_name(iterations);
+  return out;
+}
+
+Status DeviceRegistry::insert(const NewKey& device) {
+  const std::string kdf = kdf_name(device.iterations);
   const StmtUse use(stmts_.insert);
   sqlite3_stmt* stmt = use.get();
   const bool bound =
       bind_id(stmt, device.id) &&
-      sqlite3_bind_blob(stmt, 2, salt.data(), static_cast<int>(salt.size()), SQLITE_STATIC) == SQLITE_OK &&
-      sqlite3_bind_blob(stmt, 3, hash.data(), static_cast<int>(hash.size()), SQLITE_STATIC) == SQLITE_OK &&
+      sqlite3_bind_blob(stmt, 2, device.salt.data(), static_cast<int>(device.salt.size()), SQLITE_STATIC) == SQLITE_OK &&
+      sqlite3_bind_blob(stmt, 3, device.hash.data(), static_cast<int>(device.hash.size()), SQLITE_STATIC) == SQLITE_OK &&
       sqlite3_bind_text(stmt, 4, kdf.data(), static_cast<int>(kdf.size()), SQLITE_STATIC) == SQLITE_OK &&
       sqlite3_bind_int64(stmt, 5, unix_now()) == SQLITE_OK;
   if (!bound) return Unexpected{error("adding device " + protocol::to_string(device.id))};
@@ -470,7 +480,9 @@ Expected<std::string, std::string> DeviceRegistry::add(DeviceId id, std::optiona
     if (!key) return Unexpected{std::string("generating a key failed (OpenSSL RAND_bytes)")};
     iterations = kGeneratedKeyIterations;
   }
-  if (auto added = insert(DeviceKey{id, *key}, iterations); !added) return Unexpected{added.error()};
+  const auto hashed = new_key(DeviceKey{id, *key}, iterations);
+  if (!hashed) return Unexpected{hashing_failed(id)};
+  if (auto added = insert(*hashed); !added) return Unexpected{added.error()};
   return std::move(*key);
 }
 
@@ -523,9 +535,18 @@ Expected<std::size_t, std::string> DeviceRegistry::import(std::span<const Device
     const StmtUse use(stmt);
     return sqlite3_step(use.get()) == SQLITE_DONE;
   };
-  if (!run(stmts_.begin)) return Unexpected{error("starting the import")};
+  // Hash first: the write lock, which every worker's claim and release waits for, is then
+  // held only for the inserts.
+  std::vector<NewKey> hashed;
+  hashed.reserve(devices.size());
   for (const DeviceKey& device : devices) {
-    if (auto added = insert(device, iterations); !added) {
+    auto one = new_key(device, iterations);
+    if (!one) return Unexpected{hashing_failed(device.id) + " (nothing imported)"};
+    hashed.push_back(*one);
+  }
+  if (!run(stmts_.begin)) return Unexpected{error("starting the import")};
+  for (const NewKey& device : hashed) {
+    if (auto added = insert(device); !added) {
       run(stmts_.rollback);
       return Unexpected{added.error() + " (nothing imported)"};
     }
