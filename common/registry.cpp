@@ -7,6 +7,8 @@
 
 #include <array>
 #include <charconv>
+#include <iterator>
+#include <type_traits>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -73,6 +75,10 @@ std::optional<std::string> generate_key() {
     if (c == '/') c = '_';
   }
   return key;
+}
+
+std::string hashing_failed(DeviceId id) {
+  return "device " + protocol::to_string(id) + ": hashing the key failed (OpenSSL)";
 }
 
 // ---- SQLite helpers ----
@@ -148,10 +154,14 @@ std::string bad_key(DeviceId id) {
 
 // ---- schema ----
 
-constexpr int kSchemaVersion = 1;
 constexpr int kBusyTimeoutMs = 200;
 
-constexpr const char* kCreateSchema = R"sql(
+// The schema as steps: kUpgrades[v] takes a registry from version v (PRAGMA user_version)
+// to v + 1. A new file runs them all; a file from an older release runs the rest. Change
+// the schema only by appending a step.
+constexpr const char* kUpgrades[] = {
+    // 0 -> 1
+    R"sql(
 CREATE TABLE devices (
   id          INTEGER PRIMARY KEY CHECK (id BETWEEN 0 AND 9999999999),
   salt        BLOB NOT NULL,
@@ -160,11 +170,12 @@ CREATE TABLE devices (
   enabled     INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
   created_at  INTEGER NOT NULL,
   last_seen   INTEGER,
-  replay_mark INTEGER NOT NULL DEFAULT 0,
-  online_owner INTEGER
-);
-PRAGMA user_version = 1;
-)sql";
+  replay_mark INTEGER NOT NULL DEFAULT 0
+))sql",
+    // 1 -> 2: which worker holds a device (claim/release)
+    "ALTER TABLE devices ADD COLUMN online_owner INTEGER",
+};
+constexpr int kSchemaVersion = static_cast<int>(std::size(kUpgrades));
 
 const char* errmsg(sqlite3* db) noexcept { return db != nullptr ? sqlite3_errmsg(db) : "out of memory"; }
 
@@ -191,18 +202,30 @@ std::optional<std::string> exec(sqlite3* db, const char* sql) {
   return error;
 }
 
-std::optional<std::string> check_version(sqlite3* db, bool create_missing) {
+// Checks the schema version and, when `upgrade`, brings an older schema (or none) up to
+// date. The caller holds the write lock.
+std::optional<std::string> check_version(sqlite3* db, bool upgrade) {
   std::string error;
-  const auto version = query_text(db, "PRAGMA user_version", error);
-  if (!version) return error;
-  if (*version == std::to_string(kSchemaVersion)) return std::nullopt;
-  if (*version == "0") {
-    if (!create_missing) return "not a device registry (no schema; `iotsocketctl devices add` creates one)";
-    if (auto failed = exec(db, kCreateSchema)) return "creating the schema: " + *failed;
-    return std::nullopt;
+  const auto text = query_text(db, "PRAGMA user_version", error);
+  if (!text) return error;
+  int version = -1;
+  std::from_chars(text->data(), text->data() + text->size(), version);
+  if (version == kSchemaVersion) return std::nullopt;
+  const std::string known = " (this program knows version " + std::to_string(kSchemaVersion) + ")";
+  if (version < 0 || version > kSchemaVersion) return "schema version " + *text + " is unknown" + known;
+  if (!upgrade) {
+    if (version == 0) return "not a device registry (no schema; `iotsocketctl devices add` creates one)";
+    return "schema version " + *text + " is older" + known +
+           "; opening it for writing (iotsocketctl devices add/remove/enable, the server) upgrades it";
   }
-  return "schema version " + *version + " is not the one this program knows (" +
-         std::to_string(kSchemaVersion) + ")";
+  for (int step = version; step < kSchemaVersion; ++step) {
+    if (auto failed = exec(db, kUpgrades[step])) {
+      return "upgrading the schema to version " + std::to_string(step + 1) + ": " + *failed;
+    }
+  }
+  const std::string set_version = "PRAGMA user_version = " + std::to_string(kSchemaVersion);
+  if (auto failed = exec(db, set_version.c_str())) return "setting the schema version: " + *failed;
+  return std::nullopt;
 }
 
 // WAL: readers (the workers' logins) never wait for a writer (iotsocketctl). In WAL mode
@@ -417,20 +440,25 @@ int DeviceRegistry::release_all(protocol::Time floor) noexcept {
 
 // ---- management ----
 
-Status DeviceRegistry::insert(const DeviceKey& device, int iterations) {
-  Salt salt{};
-  Hash hash{};
-  if (RAND_bytes(salt.data(), static_cast<int>(salt.size())) != 1 ||
-      !hash_key(device.key, salt, iterations, hash)) {
-    return Unexpected{"device " + protocol::to_string(device.id) + ": hashing the key failed (OpenSSL)"};
+std::optional<DeviceRegistry::NewKey> DeviceRegistry::new_key(const DeviceKey& device,
+                                                              int iterations) noexcept {
+  NewKey out{device.id, {}, {}, iterations};
+  static_assert(std::is_same_v<decltype(out.salt), Salt> && std::is_same_v<decltype(out.hash), Hash>);
+  if (RAND_bytes(out.salt.data(), static_cast<int>(out.salt.size())) != 1 ||
+      !hash_key(device.key, out.salt, iterations, out.hash)) {
+    return std::nullopt;
   }
-  const std::string kdf = kdf_name(iterations);
+  return out;
+}
+
+Status DeviceRegistry::insert(const NewKey& device) {
+  const std::string kdf = kdf_name(device.iterations);
   const StmtUse use(stmts_.insert);
   sqlite3_stmt* stmt = use.get();
   const bool bound =
       bind_id(stmt, device.id) &&
-      sqlite3_bind_blob(stmt, 2, salt.data(), static_cast<int>(salt.size()), SQLITE_STATIC) == SQLITE_OK &&
-      sqlite3_bind_blob(stmt, 3, hash.data(), static_cast<int>(hash.size()), SQLITE_STATIC) == SQLITE_OK &&
+      sqlite3_bind_blob(stmt, 2, device.salt.data(), static_cast<int>(device.salt.size()), SQLITE_STATIC) == SQLITE_OK &&
+      sqlite3_bind_blob(stmt, 3, device.hash.data(), static_cast<int>(device.hash.size()), SQLITE_STATIC) == SQLITE_OK &&
       sqlite3_bind_text(stmt, 4, kdf.data(), static_cast<int>(kdf.size()), SQLITE_STATIC) == SQLITE_OK &&
       sqlite3_bind_int64(stmt, 5, unix_now()) == SQLITE_OK;
   if (!bound) return Unexpected{error("adding device " + protocol::to_string(device.id))};
@@ -452,7 +480,9 @@ Expected<std::string, std::string> DeviceRegistry::add(DeviceId id, std::optiona
     if (!key) return Unexpected{std::string("generating a key failed (OpenSSL RAND_bytes)")};
     iterations = kGeneratedKeyIterations;
   }
-  if (auto added = insert(DeviceKey{id, *key}, iterations); !added) return Unexpected{added.error()};
+  const auto hashed = new_key(DeviceKey{id, *key}, iterations);
+  if (!hashed) return Unexpected{hashing_failed(id)};
+  if (auto added = insert(*hashed); !added) return Unexpected{added.error()};
   return std::move(*key);
 }
 
@@ -505,9 +535,18 @@ Expected<std::size_t, std::string> DeviceRegistry::import(std::span<const Device
     const StmtUse use(stmt);
     return sqlite3_step(use.get()) == SQLITE_DONE;
   };
-  if (!run(stmts_.begin)) return Unexpected{error("starting the import")};
+  // Hash first: the write lock, which every worker's claim and release waits for, is then
+  // held only for the inserts.
+  std::vector<NewKey> hashed;
+  hashed.reserve(devices.size());
   for (const DeviceKey& device : devices) {
-    if (auto added = insert(device, iterations); !added) {
+    auto one = new_key(device, iterations);
+    if (!one) return Unexpected{hashing_failed(device.id) + " (nothing imported)"};
+    hashed.push_back(*one);
+  }
+  if (!run(stmts_.begin)) return Unexpected{error("starting the import")};
+  for (const NewKey& device : hashed) {
+    if (auto added = insert(device); !added) {
       run(stmts_.rollback);
       return Unexpected{added.error() + " (nothing imported)"};
     }

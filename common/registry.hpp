@@ -8,6 +8,7 @@
 // each process opens its own.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -146,7 +147,15 @@ class DeviceRegistry {
   DeviceRegistry(std::string path, sqlite::Db db, Statements statements) noexcept;
 
   std::string error(std::string_view what) const;
-  Status insert(const DeviceKey& device, int iterations);
+  // A device's row before it is stored: salt, PBKDF2 hash and its iteration count.
+  struct NewKey {
+    DeviceId id;
+    std::array<unsigned char, 16> salt;
+    std::array<unsigned char, 32> hash;
+    int iterations;
+  };
+  static std::optional<NewKey> new_key(const DeviceKey& device, int iterations) noexcept;
+  Status insert(const NewKey& device);
 
   std::string path_;
   sqlite::Db db_;
