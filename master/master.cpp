@@ -317,7 +317,7 @@ void Master::on_worker(std::size_t index) {
     switch (r.message.cmd) {
       case channel::Cmd::ready:
         w.state = WorkerState::ready;
-        spdlog::debug("worker {} ready", index);
+        spdlog::info("worker {} ready", index);
         tick(steady_clock::now());
         break;
       case channel::Cmd::connection_closed:

@@ -39,6 +39,7 @@ struct Connection {
   protocol::Decoder decoder;
   protocol::Session session;
   protocol::ReplayWindow replay{};  // the device's window while it is logged in here
+  protocol::DeviceId claimed_device{~std::uint64_t{0}};  // DEVICE of the first frame, for logs
 
   ConnState state = ConnState::handshake;
   std::uint32_t slot = 0;        // index in the worker's connection table

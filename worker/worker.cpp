@@ -44,6 +44,7 @@ constexpr std::uint64_t tag(std::uint32_t slot, std::uint32_t generation) {
   return (std::uint64_t{generation} << 32) | slot;
 }
 
+constexpr std::uint64_t kNoDevice = ~std::uint64_t{0};
 constexpr std::size_t kReadChunk = 16 * 1024;  // one TLS record
 constexpr int kMaxEvents = 256;
 
@@ -94,7 +95,10 @@ class Worker {
   void pause(Connection& c) noexcept;
   void resume_paused() noexcept;
   void set_interest(Connection& c, std::uint32_t events) noexcept;
-  void close(Connection& c, std::string_view reason) noexcept;
+  // Ends a connection with one log line: "rejected" (at warn) when the device broke a
+  // rule, "closed" otherwise (timeouts, the peer left, shutdown).
+  enum class Why { closed, rejected };
+  void close(Connection& c, std::string_view reason, Why why = Why::closed) noexcept;
   void close_all(std::string_view reason) noexcept;
 
   // deadlines
@@ -108,6 +112,7 @@ class Worker {
 
   std::string device_text(const Connection& c) const {
     auto id = c.session.device();
+    if (!id && c.claimed_device.value != kNoDevice) id = c.claimed_device;
     return id ? protocol::to_string(*id) : std::string("-");
   }
 
@@ -313,7 +318,7 @@ bool Worker::take_buffered_frames(Connection& c) noexcept {
     protocol::Decoded d = c.decoder.next();
     if (d.status == protocol::DecodeStatus::need_more) return true;
     if (d.status == protocol::DecodeStatus::failed) {
-      close(c, protocol::name(d.error));
+      close(c, protocol::name(d.error), Why::rejected);
       return false;
     }
     if (!take_frame(c, d.frame)) return false;
@@ -325,7 +330,7 @@ bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcep
   if (c.state == ConnState::awaiting_login) {
     if (!log_in(c, frame, now)) return false;
   } else if (auto error = c.session.admit(frame, now, c.replay)) {
-    close(c, protocol::name(*error));
+    close(c, protocol::name(*error), Why::rejected);
     return false;
   }
   c.last_frame_at = steady_clock::now();
@@ -334,10 +339,9 @@ bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcep
 }
 
 bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::Time now) noexcept {
-  const std::string id = protocol::to_string(frame.device);
+  c.claimed_device = frame.device;  // for the log lines, until the login succeeds
   auto reject = [&](std::string_view reason) {
-    spdlog::warn("rejected device={} peer={} reason={}", id, c.peer.to_string(), reason);
-    close(c, reason);
+    close(c, reason, Why::rejected);
     return false;
   };
   // Unknown device, disabled device and wrong key are told apart here, in the log, only:
@@ -356,7 +360,7 @@ bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::T
   }
   c.state = ConnState::live;
   schedule(c);
-  spdlog::info("login device={} peer={}", id, c.peer.to_string());
+  spdlog::info("login device={} peer={}", protocol::to_string(frame.device), c.peer.to_string());
   return true;
 }
 
@@ -390,14 +394,18 @@ void Worker::resume_paused() noexcept {
   }
 }
 
-void Worker::close(Connection& c, std::string_view reason) noexcept {
+void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
   const std::uint32_t slot = c.slot;
   if (c.state == ConnState::live) {
     if (auto id = c.session.device()) {
       registry_.release(*id, owner_, high_mark(c.replay));
     }
   }
-  spdlog::info("closed device={} peer={} reason={}", device_text(c), c.peer.to_string(), reason);
+  if (why == Why::rejected) {
+    spdlog::warn("rejected device={} peer={} reason={}", device_text(c), c.peer.to_string(), reason);
+  } else {
+    spdlog::info("closed device={} peer={} reason={}", device_text(c), c.peer.to_string(), reason);
+  }
   tls_goodbye(c);
   say_to_master(channel::Cmd::connection_closed, c.peer);
   // close() removes the socket from epoll.

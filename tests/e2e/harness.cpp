@@ -28,6 +28,12 @@ extern char** environ;
 namespace iotsocket::e2e {
 namespace {
 
+// A device writing to a connection the server has reset gets EPIPE, not a fatal SIGPIPE.
+const bool kSigpipeIgnored = [] {
+  ::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;
@@ -132,7 +138,8 @@ void TestServer::start() {
   while (Clock::now() < deadline) {
     std::string text = this->log();
     auto at = text.find("listening on 127.0.0.1:");
-    if (at != std::string::npos) {
+    // Ready when every worker is: a test that spreads devices over workers needs them all.
+    if (at != std::string::npos && count_in_log(" ready") >= options_.workers) {
       port_ = static_cast<std::uint16_t>(std::stoi(text.substr(at + 23)));
       return;
     }
