@@ -1,0 +1,52 @@
+// The bench's command line as typed values, and the checks that need more than one option
+// (CLI11 checks each option alone). Pure: the unit test runs every rule.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace iotsocket::bench {
+
+// The server closes a connection that sent no complete frame for this long
+// (PROTOCOL.md; config `timeouts.idle`), so an idle hold must stay below it.
+inline constexpr double kServerIdleSeconds = 90.0;
+// The highest --rate: frames per second per device. TIME has 0.1 ms ticks and the
+// server's flood limit (333 frames per 3 s by default) closes far earlier anyway.
+inline constexpr double kMaxRatePerDevice = 1000.0;
+inline constexpr unsigned kMaxThreads = 64;
+
+struct Options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::uint64_t devices = 1;
+  std::uint64_t first_id = 1;
+  std::string key;
+  double rate = 0;                       // frames/s per device after login; 0 = login only
+  std::optional<std::uint64_t> frames;   // per device, login frame included
+  std::size_t payload_bytes = 32;
+  double duration = 60;                  // hard stop, seconds
+  std::optional<double> hold;            // idle hold after the ramp, seconds
+  std::optional<double> keepalive;       // one frame per device every S seconds while holding
+  double connect_rate = 1000;            // new connections per second; 0 = no limit
+  std::string source_ips;                // "" = the kernel picks (127.0.0.1)
+  bool no_tls = false;
+  std::string ca;                        // verify the server against this CA file
+  std::string count_inbound;             // the server's inbound FIFO
+  unsigned threads = 1;
+  double linger = 1.0;                   // keep connections open after the last frame
+  double handshake_timeout = 10;         // connect + TLS handshake, seconds
+  bool json = false;
+};
+
+// The first problem found, as a message for the user, or nothing.
+std::optional<std::string> check_options(const Options& options);
+
+// How many frames each device sends: --frames, else 1 without --rate (the login frame
+// only), else no bound (the run ends at --duration).
+std::optional<std::uint64_t> frames_per_device(const Options& options);
+
+std::chrono::steady_clock::duration seconds(double s);
+
+}  // namespace iotsocket::bench
