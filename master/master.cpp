@@ -13,9 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -37,6 +39,10 @@ constexpr int kAcceptBatch = 64;
 constexpr auto kAcceptPauseOnFdShortage = 100ms;
 constexpr auto kRespawnDelayAfterCrashLoop = 1s;
 constexpr auto kShutdownGrace = 30s;
+// Accepted sockets waiting for room in a worker's channel (a burst of thousands of
+// connects); accepting pauses while this many wait, and the kernel's backlog holds the rest.
+constexpr std::size_t kMaxParked = 1024;
+constexpr auto kParkedRetry = 1ms;
 
 constexpr std::uint64_t kSignalTag = 1ULL << 62;
 constexpr std::uint64_t kListenerTag = 1ULL << 61;
@@ -60,7 +66,6 @@ struct WorkerSlot {
 struct RefusalCounts {
   std::uint64_t max_connections = 0;
   std::uint64_t per_ip = 0;
-  std::uint64_t no_worker = 0;
 };
 
 class Master {
@@ -77,7 +82,9 @@ class Master {
   void on_signal();
   void on_listener(std::size_t index);
   void hand_off(Fd socket, const PeerAddress& peer);
-  WorkerSlot* least_loaded();
+  bool send_to_worker(Fd& socket, const PeerAddress& peer);
+  void hand_off_parked();
+  WorkerSlot* least_loaded(const std::vector<const WorkerSlot*>& skip = {});
   void on_worker(std::size_t index);
   void forget_connection(WorkerSlot& w, const IpKey& ip);
   void reap();
@@ -101,6 +108,11 @@ class Master {
   steady_clock::time_point accept_resume_at_{};
   bool fd_shortage_logged_ = false;
   RefusalCounts refused_;
+  struct Parked {
+    Fd socket;
+    PeerAddress peer;
+  };
+  std::deque<Parked> parked_;
   steady_clock::time_point next_tick_{};
 
   bool stopping_ = false;
@@ -254,34 +266,58 @@ void Master::hand_off(Fd socket, const PeerAddress& peer) {
     return;
   }
   const IpKey ip = ip_key_of(peer);
-  if (config_.limits.per_ip != 0 && per_ip_[ip] >= config_.limits.per_ip) {
-    ++refused_.per_ip;
-    return;
+  if (config_.limits.per_ip != 0) {
+    auto it = per_ip_.find(ip);
+    if (it != per_ip_.end() && it->second >= config_.limits.per_ip) {
+      ++refused_.per_ip;
+      return;
+    }
   }
-  WorkerSlot* w = least_loaded();
-  if (w == nullptr) {
-    ++refused_.no_worker;
-    return;
-  }
-  channel::Message m{.cmd = channel::Cmd::new_connection, .generation = w->generation, .peer = peer};
-  channel::Io io = channel::send(w->channel.get(), m, socket.get());
-  if (io != channel::Io::ok) {
-    // A worker whose channel is full is behind by thousands of connections; refuse this
-    // one rather than block the master.
-    spdlog::warn("cannot hand peer={} to worker pid {}: {}", peer.to_string(), w->pid,
-                 io == channel::Io::would_block ? "channel full" : std::strerror(errno));
-    return;
-  }
+  // Counted from here on, parked or not, so that a burst cannot pass the caps.
   ++connections_;
-  ++w->connections;
   ++per_ip_[ip];
-  ++w->per_ip[ip];
-}  // our copy of the socket closes here; the worker holds its own
+  if (!parked_.empty() || !send_to_worker(socket, peer)) {
+    // Every channel is full (or others wait already, and order is kept): park it.
+    parked_.push_back(Parked{std::move(socket), peer});
+    if (parked_.size() >= kMaxParked) set_accepting(false);
+  }
+}
 
-WorkerSlot* Master::least_loaded() {
+// Sends the socket to the least-loaded ready worker whose channel has room. False when
+// none has; the socket stays with the caller.
+bool Master::send_to_worker(Fd& socket, const PeerAddress& peer) {
+  std::vector<const WorkerSlot*> full;
+  for (WorkerSlot* w = least_loaded(full); w != nullptr; w = least_loaded(full)) {
+    channel::Message m{.cmd = channel::Cmd::new_connection, .generation = w->generation, .peer = peer};
+    const channel::Io io = channel::send(w->channel.get(), m, socket.get());
+    if (io == channel::Io::ok) {
+      ++w->connections;
+      ++w->per_ip[ip_key_of(peer)];
+      socket.reset();  // the worker holds its own copy
+      return true;
+    }
+    if (io != channel::Io::would_block) {
+      spdlog::warn("sendmsg() to worker pid {} failed: {}", w->pid, std::strerror(errno));
+    }
+    full.push_back(w);
+  }
+  return false;
+}
+
+void Master::hand_off_parked() {
+  while (!parked_.empty()) {
+    if (least_loaded() == nullptr) return;
+    Parked& p = parked_.front();
+    if (!send_to_worker(p.socket, p.peer)) return;
+    parked_.pop_front();
+  }
+}
+
+WorkerSlot* Master::least_loaded(const std::vector<const WorkerSlot*>& skip) {
   WorkerSlot* best = nullptr;
   for (auto& w : workers_) {
     if (w.state != WorkerState::ready) continue;
+    if (std::find(skip.begin(), skip.end(), &w) != skip.end()) continue;
     if (best == nullptr || w.connections < best->connections) best = &w;
   }
   return best;
@@ -417,7 +453,9 @@ void Master::begin_shutdown() {
 }
 
 void Master::tick(steady_clock::time_point now) {
-  if (!stopping_ && !accepting_ && now >= accept_resume_at_ && least_loaded() != nullptr) {
+  hand_off_parked();
+  if (!stopping_ && !accepting_ && now >= accept_resume_at_ && least_loaded() != nullptr &&
+      parked_.size() < kMaxParked) {
     set_accepting(true);
   }
   if (!stopping_) {
@@ -427,10 +465,10 @@ void Master::tick(steady_clock::time_point now) {
   }
   if (now >= next_tick_) {
     next_tick_ = now + 1s;
-    if (refused_.max_connections + refused_.per_ip + refused_.no_worker > 0) {
+    if (refused_.max_connections + refused_.per_ip > 0) {
       spdlog::warn("refused at accept in the last second: {} over max_connections, {} over "
-                   "the per-address cap, {} with no worker ready",
-                   refused_.max_connections, refused_.per_ip, refused_.no_worker);
+                   "the per-address cap",
+                   refused_.max_connections, refused_.per_ip);
       refused_ = {};
     }
   }
@@ -438,6 +476,7 @@ void Master::tick(steady_clock::time_point now) {
 
 int Master::timeout_ms(steady_clock::time_point now) const {
   auto until = next_tick_;
+  if (!parked_.empty()) until = std::min(until, now + kParkedRetry);
   if (!accepting_ && !stopping_) until = std::min(until, accept_resume_at_);
   if (stopping_) until = std::min(until, stop_deadline_);
   for (const auto& w : workers_) {
