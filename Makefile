@@ -37,7 +37,7 @@ asan: deps
 	cmake -S . -B build-asan -G "$(CMAKE_GENERATOR)" -DIOTSOCKET_WERROR=ON \
 	  -DIOTSOCKET_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug
 	cmake --build build-asan
-	$(CTEST) --test-dir build-asan -L unit
+	$(CTEST) --test-dir build-asan -L "unit|e2e"
 
 fuzz: deps
 	cmake -S . -B build-fuzz -G "$(CMAKE_GENERATOR)" -DCMAKE_CXX_COMPILER=clang++ \

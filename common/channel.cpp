@@ -37,7 +37,9 @@ Io send(int channel, const Message& message, int pass_fd) noexcept {
     if (n == static_cast<ssize_t>(sizeof message)) return Io::ok;
     if (n >= 0) return Io::error;  // SEQPACKET sends whole records or nothing
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) return Io::would_block;
+    // ETOOMANYREFS: the sender has as many descriptors in flight as its open-file limit;
+    // like a full buffer, it clears as the worker reads.
+    if (errno == EAGAIN || errno == ETOOMANYREFS) return Io::would_block;
     if (errno == EPIPE || errno == ECONNRESET) return Io::closed;
     return Io::error;
   }
@@ -78,6 +80,12 @@ Received receive(int channel) noexcept {
     }
   }
   const bool wants_fd = out.message.cmd == Cmd::new_connection;
+  if (wants_fd && (msg.msg_flags & MSG_CTRUNC) && !out.fd.valid() &&
+      n == static_cast<ssize_t>(sizeof out.message)) {
+    out.fd_lost = true;
+    out.io = Io::ok;
+    return out;
+  }
   if (n != static_cast<ssize_t>(sizeof out.message) || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
       wants_fd != out.fd.valid()) {
     out.fd.reset();

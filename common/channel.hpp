@@ -43,10 +43,14 @@ struct Received {
   Io io = Io::error;
   Message message{};
   Fd fd;  // the passed socket, for Cmd::new_connection
+  // new_connection arrived but its socket did not: the receiver had no free descriptor
+  // (EMFILE), so the kernel closed it. The message (and its peer) is still valid.
+  bool fd_lost = false;
 };
-// Receives one message. A message of the wrong size, a truncated or foreign control part
-// (MSG_CTRUNC, not SCM_RIGHTS), or an fd on a command that carries none is Io::error; any
-// descriptor that came with it is closed.
+// Receives one message. A message of the wrong size, a foreign control part (not
+// SCM_RIGHTS), or an fd on a command that carries none is Io::error; any descriptor that
+// came with it is closed. A new_connection whose fd was dropped (MSG_CTRUNC) is Io::ok with
+// fd_lost set.
 Received receive(int channel) noexcept;
 
 }  // namespace iotsocket::channel

@@ -139,6 +139,7 @@ class Worker {
   std::uint32_t next_generation_ = 1;
   DeadlineQueue deadlines_;
   int sink_watched_fd_ = -1;
+  bool fd_shortage_logged_ = false;
   std::uint32_t handshakes_since_trim_ = 0;
   SteadyTime last_trim_{};
   bool stopping_ = false;
@@ -173,12 +174,22 @@ void Worker::on_channel() noexcept {
         stopping_ = true;
         return;
       case channel::Io::error:
-        spdlog::error("bad message on the master channel: {}", std::strerror(errno));
-        return;
+        spdlog::error("malformed message on the master channel; ignored");
+        continue;
       case channel::Io::ok:
         break;
     }
-    if (r.message.cmd == channel::Cmd::new_connection) {
+    if (r.fd_lost) {
+      // No descriptor was free here; the kernel closed the socket. Tell the master, whose
+      // counts include it, and say so once per shortage.
+      if (!fd_shortage_logged_) {
+        spdlog::warn("out of file descriptors (EMFILE): connections handed over are being "
+                     "dropped, first peer={}", r.message.peer.to_string());
+        fd_shortage_logged_ = true;
+      }
+      say_to_master(channel::Cmd::connection_closed, r.message.peer);
+    } else if (r.message.cmd == channel::Cmd::new_connection) {
+      fd_shortage_logged_ = false;
       adopt(std::move(r.fd), r.message.peer);
     } else if (r.message.cmd == channel::Cmd::shutdown) {
       spdlog::info("shutdown requested by the master");

@@ -111,7 +111,7 @@ TestServer::~TestServer() {
 
 void TestServer::write_config() {
   std::ofstream out(config_path());
-  out << "listen: [{address: 127.0.0.1, port: 0}]\n"
+  out << "listen: " << options_.listen << "\n"
       << "tls: {enabled: " << (options_.tls ? "true" : "false")
       << ", cert: cert.pem, key: key.pem}\n"
       << "workers: " << options_.workers << "\n"
@@ -132,7 +132,11 @@ void TestServer::start() {
   struct stat st{};
   ::fstat(log.get(), &st);
   log_offset_ = static_cast<std::size_t>(st.st_size);
-  pid_ = spawn({binary("iotsocketd"), "--config", config_path()}, log.get(), log.get());
+  std::vector<std::string> argv = options_.wrapper;
+  argv.push_back(binary("iotsocketd"));
+  argv.push_back("--config");
+  argv.push_back(config_path());
+  pid_ = spawn(argv, log.get(), log.get());
   port_ = 0;
   const auto deadline = Clock::now() + 20s;
   while (Clock::now() < deadline) {

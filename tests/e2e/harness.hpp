@@ -45,6 +45,8 @@ struct ServerOptions {
   std::string extra_yaml;  // appended to the generated config (top-level keys)
   std::string timeouts = "{idle: 90s, handshake: 10s, first_frame: 10s, max_connection_age: 24h}";
   std::string limits = "{max_connections: 10000, per_ip: 5000}";
+  std::string listen = "[{address: 127.0.0.1, port: 0}]";
+  std::vector<std::string> wrapper;  // runs iotsocketd through this, e.g. {"/usr/bin/prlimit", ...}
 };
 
 // A server instance in its own temporary directory. The directory (and with it the

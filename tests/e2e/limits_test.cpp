@@ -2,6 +2,11 @@
 // per-address connection caps, enforced at accept before any TLS work.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <fstream>
 #include <thread>
 
 #include "tests/e2e/harness.hpp"
@@ -98,6 +103,99 @@ TEST(Caps, MaxConnectionsRefusesAtAccept) {
   Device fifth(server.port(), true, "127.0.1.9");
   EXPECT_FALSE(fifth.connected());
   EXPECT_TRUE(server.wait_for_log("1 over max_connections", 3s)) << server.log();
+}
+
+TEST(Caps, OutOfFileDescriptorsIsLoggedOnceAndServingResumesWhenTheyFree) {
+  // 48 descriptors per process: the worker runs out after a few dozen connections (the
+  // master closes its copy of each socket at hand-off, so it rarely does).
+  ServerOptions o;
+  o.workers = 1;
+  o.wrapper = {"/usr/bin/prlimit", "--nofile=48:48", "--"};
+  TestServer server(o);
+  server.add_devices(kId, 1, kKey);
+  server.start();
+  {
+    std::vector<std::unique_ptr<Device>> crowd;
+    for (int i = 0; i < 60; ++i) {
+      crowd.push_back(std::make_unique<Device>(server.port(), /*tls=*/false, "127.0.2." + std::to_string(i + 1)));
+    }
+    EXPECT_TRUE(server.wait_for_log("out of file descriptors (EMFILE)", 5s) ||
+                server.wait_for_log("pausing accept for 100 ms", 1s))
+        << server.log();
+    std::this_thread::sleep_for(500ms);
+    // Once per shortage, not once per connection.
+    EXPECT_EQ(server.count_in_log("out of file descriptors (EMFILE)") +
+                  server.count_in_log("pausing accept"),
+              1u);
+  }  // the crowd leaves
+  ASSERT_TRUE(server.wait_for_log("tls failed"));
+  std::this_thread::sleep_for(300ms);
+  InboundReader reader(server.inbound_fifo());
+  Device d(server.port());
+  ASSERT_TRUE(d.send_frame(DeviceId{kId}, kKey, "served after the shortage")) << server.log();
+  auto records = reader.read(1);
+  ASSERT_EQ(records.size(), 1u) << server.log();
+  EXPECT_EQ(records[0].payload, "served after the shortage");
+  // The master's counts were kept right: the dropped connections were reported closed.
+  EXPECT_EQ(server.count_in_log("over max_connections"), 0u);
+}
+
+TEST(Caps, MasterOutOfDescriptorsPausesAcceptWithoutSpinningAndRecovers) {
+  // A stopped worker reads nothing: the master parks the accepted sockets, holding their
+  // descriptors, until it runs out (48) and must pause accepting.
+  ServerOptions o;
+  o.workers = 1;
+  o.wrapper = {"/usr/bin/prlimit", "--nofile=48:48", "--"};
+  TestServer server(o);
+  server.add_devices(kId, 1, kKey);
+  server.start();
+  std::ifstream children("/proc/" + std::to_string(server.pid()) + "/task/" +
+                         std::to_string(server.pid()) + "/children");
+  pid_t worker = 0;
+  ASSERT_TRUE(children >> worker);
+  ASSERT_EQ(::kill(worker, SIGSTOP), 0);
+  {
+    std::vector<Fd> crowd;  // plain TCP connects: they complete in the kernel's backlog
+    for (int i = 0; i < 600; ++i) {
+      Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_in dst{};
+      dst.sin_family = AF_INET;
+      dst.sin_port = htons(server.port());
+      dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&dst), sizeof dst), 0);
+      crowd.push_back(std::move(fd));
+    }
+    EXPECT_TRUE(server.wait_for_log("pausing accept for 100 ms", 5s)) << server.log();
+    // The master is not spinning: over a second it used a small share of a core.
+    auto cpu_ticks = [&] {
+      std::ifstream stat("/proc/" + std::to_string(server.pid()) + "/stat");
+      std::string field;
+      long ticks = 0;
+      for (int i = 1; i <= 15 && stat >> field; ++i) {
+        if (i == 14 || i == 15) ticks += std::stol(field);
+      }
+      return ticks;
+    };
+    const long before = cpu_ticks();
+    std::this_thread::sleep_for(1s);
+    EXPECT_LT(cpu_ticks() - before, 30) << "the master busy-loops on EMFILE";
+    EXPECT_EQ(server.count_in_log("pausing accept"), 1u);  // once per burst
+  }
+  ASSERT_EQ(::kill(worker, SIGCONT), 0);
+  std::this_thread::sleep_for(500ms);
+  InboundReader reader(server.inbound_fifo());
+  Device d(server.port());
+  ASSERT_TRUE(d.send_frame(DeviceId{kId}, kKey, "served after the pause")) << server.log();
+  auto records = reader.read(1);
+  ASSERT_EQ(records.size(), 1u) << server.log();
+}
+
+TEST(Listen, BindsIpv4AndIpv6Entries) {
+  ServerOptions o;
+  o.listen = "[{address: 127.0.0.1, port: 0}, {address: \"::1\", port: 0}]";
+  TestServer server(o);
+  server.start();
+  EXPECT_TRUE(server.wait_for_log("listening on [::1]:")) << server.log();
 }
 
 }  // namespace
