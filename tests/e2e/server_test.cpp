@@ -279,6 +279,26 @@ TEST_F(ServerTest, KilledWorkerIsReplacedAndItsDevicesLogInAgain) {
   EXPECT_EQ(children_of(server_.pid()).size(), 2u);
 }
 
+TEST_F(ServerTest, SpeaksTls12AndTls13AndRefusesOlderVersions) {
+  auto s_client = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv{"/usr/bin/openssl", "s_client", "-connect",
+                                  "127.0.0.1:" + std::to_string(server_.port()), "-brief"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run_command(argv);
+  };
+  auto tls13 = s_client({"-tls1_3"});
+  EXPECT_EQ(tls13.exit_code, 0) << tls13.err;
+  EXPECT_NE(tls13.err.find("Protocol version: TLSv1.3"), std::string::npos) << tls13.err;
+  auto tls12 = s_client({"-tls1_2"});
+  EXPECT_EQ(tls12.exit_code, 0) << tls12.err;
+  EXPECT_NE(tls12.err.find("Protocol version: TLSv1.2"), std::string::npos) << tls12.err;
+  // A client willing to speak TLS 1.1 (security level 0 lifts the client's own ban).
+  auto tls11 = s_client({"-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"});
+  EXPECT_NE(tls11.exit_code, 0);
+  EXPECT_NE(tls11.err.find("alert protocol version"), std::string::npos) << tls11.err;
+  EXPECT_TRUE(server_.wait_for_log("unsupported protocol")) << server_.log();
+}
+
 TEST_F(ServerTest, PlainTcpWithoutTlsIsRefusedByTheTlsListener) {
   Device plain(server_.port(), /*tls=*/false);
   plain.send_raw(legacy_frame_now().bytes());
