@@ -429,7 +429,9 @@ void Master::on_signal() {
         }
         break;
       case SIGHUP:
-        spdlog::warn("SIGHUP: reload is not implemented yet (operations issue); ignored");
+        // Reload (certificates, config) is the operations issue's; until then the running
+        // settings stay, rather than SIGHUP's default action of ending the process.
+        spdlog::warn("SIGHUP: reload is not supported in this version; the current settings stay");
         break;
       case SIGUSR1:
         spdlog::info("SIGUSR1: logging goes to stderr; nothing to reopen");

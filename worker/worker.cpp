@@ -361,7 +361,11 @@ bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcep
     return false;
   }
   c.last_frame_at = steady_clock::now();
-  (void)sink_.append(frame.device, frame.body);  // room was checked before next()
+  // Room was checked before next(); a refusal here is a broken invariant, never silent.
+  if (!sink_.append(frame.device, frame.body)) {
+    spdlog::critical("inbound sink refused a frame of device={} after has_room(); record lost",
+                     protocol::to_string(frame.device));
+  }
   return true;
 }
 

@@ -1,9 +1,7 @@
 // iotsocketctl as an operator runs it: the built binary, a config file, a registry file in
 // a temporary directory. What it stored is checked through DeviceRegistry.
 #include <fcntl.h>
-#include <spawn.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 
 #include <cstring>
 #include <filesystem>
@@ -17,24 +15,15 @@
 #include <gtest/gtest.h>
 
 #include "common/registry.hpp"
+#include "tests/e2e/harness.hpp"
 
-extern char** environ;
 
 namespace iotsocket {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Outcome {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using Outcome = e2e::RunResult;
 
 class CtlTest : public ::testing::Test {
  protected:
@@ -52,37 +41,7 @@ class CtlTest : public ::testing::Test {
   // Runs iotsocketctl --config <config> args..., with `input` on stdin.
   Outcome ctl(std::vector<std::string> args, const std::string& input = "") {
     args.insert(args.begin(), {std::string(IOTSOCKET_BIN_DIR) + "/iotsocketctl", "--config", config_});
-    return run(args, input);
-  }
-
-  Outcome run(const std::vector<std::string>& args, const std::string& input) {
-    const fs::path in = dir_ / "stdin", out = dir_ / "stdout", err = dir_ / "stderr";
-    std::ofstream(in, std::ios::binary) << input;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, in.c_str(), O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    std::vector<char*> argv;
-    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    pid_t pid = -1;
-    const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    Outcome result;
-    if (spawned != 0) {
-      ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << std::strerror(spawned);
-      return result;
-    }
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
-      ADD_FAILURE() << "iotsocketctl did not exit normally (status " << status << ")";
-      return result;
-    }
-    result.exit_code = WEXITSTATUS(status);
-    result.out = read_file(out);
-    result.err = read_file(err);
-    return result;
+    return e2e::run_command(args, input);
   }
 
   DeviceRegistry registry() {
@@ -243,7 +202,7 @@ TEST_F(CtlTest, HelpExitsZeroAndExplainsFastHash) {
 
 TEST_F(CtlTest, MissingConfigIsNamed) {
   const std::string missing = (dir_ / "nope.yaml").string();
-  const Outcome r = run({std::string(IOTSOCKET_BIN_DIR) + "/iotsocketctl", "--config", missing,
+  const Outcome r = e2e::run_command({std::string(IOTSOCKET_BIN_DIR) + "/iotsocketctl", "--config", missing,
                      "devices", "list"},
                     "");
   EXPECT_EQ(r.exit_code, 1);

@@ -47,10 +47,11 @@ std::string make_temp_dir() {
   return pattern;
 }
 
-pid_t spawn(const std::vector<std::string>& argv, int out_fd, int err_fd) {
+pid_t spawn(const std::vector<std::string>& argv, int out_fd, int err_fd,
+            const char* stdin_path = "/dev/null") {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 0, stdin_path, O_RDONLY, 0);
   if (out_fd >= 0) posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
   if (err_fd >= 0) posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
   std::vector<char*> args;
@@ -76,13 +77,14 @@ int wait_exit(pid_t pid) {
 
 std::string binary(std::string_view name) { return std::string(IOTSOCKET_BIN_DIR) + "/" + std::string(name); }
 
-RunResult run_command(const std::vector<std::string>& argv) {
+RunResult run_command(const std::vector<std::string>& argv, const std::string& input) {
   std::string dir = make_temp_dir();
-  std::string out_path = dir + "/out", err_path = dir + "/err";
+  std::string in_path = dir + "/in", out_path = dir + "/out", err_path = dir + "/err";
+  std::ofstream(in_path, std::ios::binary) << input;
   Fd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   Fd err(::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   RunResult r;
-  r.exit_code = wait_exit(spawn(argv, out.get(), err.get()));
+  r.exit_code = wait_exit(spawn(argv, out.get(), err.get(), in_path.c_str()));
   r.out = read_file(out_path);
   r.err = read_file(err_path);
   std::filesystem::remove_all(dir);
@@ -305,7 +307,8 @@ InboundReader::InboundReader(const std::string& fifo_path)
 }
 
 std::vector<protocol::Record> InboundReader::read(std::size_t count, std::chrono::milliseconds timeout) {
-  std::vector<protocol::Record> out;
+  std::vector<protocol::Record> out = std::move(early_);
+  early_.clear();
   const auto deadline = Clock::now() + timeout;
   std::string buf(1 << 16, '\0');
   while (out.size() < count && Clock::now() < deadline) {
@@ -332,6 +335,11 @@ std::vector<protocol::Record> InboundReader::read(std::size_t count, std::chrono
     } else {
       std::this_thread::sleep_for(5ms);  // no writer: poll() reports POLLHUP at once
     }
+  }
+  if (out.size() > count) {
+    early_.assign(std::make_move_iterator(out.begin() + static_cast<std::ptrdiff_t>(count)),
+                  std::make_move_iterator(out.end()));
+    out.resize(count);
   }
   return out;
 }

@@ -30,14 +30,14 @@ using Clock = std::chrono::steady_clock;
 // Path of a built binary: build/bin/<name>.
 std::string binary(std::string_view name);
 
-// Runs a command (argv[0] is a path), returns {exit code, stdout}. stderr goes to `err`
-// when given.
+// Runs a command (argv[0] is a path) with `input` on its stdin; returns its exit code
+// (128+signal if killed), stdout and stderr.
 struct RunResult {
   int exit_code = -1;
   std::string out;
   std::string err;
 };
-RunResult run_command(const std::vector<std::string>& argv);
+RunResult run_command(const std::vector<std::string>& argv, const std::string& input = "");
 
 struct ServerOptions {
   unsigned workers = 2;
@@ -118,7 +118,8 @@ class Device {
 class InboundReader {
  public:
   explicit InboundReader(const std::string& fifo_path);
-  // Reads until `count` records arrived or `timeout` passed; returns what arrived.
+  // Reads until `count` records arrived or `timeout` passed; returns at most `count`
+  // (more that came in the same read wait for the next call).
   std::vector<protocol::Record> read(std::size_t count, std::chrono::milliseconds timeout = 10s);
   // Raw lines that failed to parse (should stay empty).
   const std::vector<std::string>& bad_lines() const { return bad_lines_; }
@@ -126,6 +127,7 @@ class InboundReader {
  private:
   Fd fd_;
   protocol::LineReader lines_;
+  std::vector<protocol::Record> early_;  // arrived beyond what the last read() asked for
   std::vector<std::string> bad_lines_;
 };
 

@@ -19,6 +19,14 @@ using protocol::DeviceId;
 constexpr std::uint64_t kId = 3000000000;
 const std::string kKey = "limits-key";
 
+// One worker, and 48 descriptors per process (prlimit applies to the forked workers too).
+ServerOptions starved_of_descriptors() {
+  ServerOptions o;
+  o.workers = 1;
+  o.wrapper = {"/usr/bin/prlimit", "--nofile=48:48", "--"};
+  return o;
+}
+
 ServerOptions short_timeouts() {
   ServerOptions o;
   o.timeouts = "{idle: 2s, handshake: 1s, first_frame: 1s, max_connection_age: 4s}";
@@ -108,10 +116,7 @@ TEST(Caps, MaxConnectionsRefusesAtAccept) {
 TEST(Caps, OutOfFileDescriptorsIsLoggedOnceAndServingResumesWhenTheyFree) {
   // 48 descriptors per process: the worker runs out after a few dozen connections (the
   // master closes its copy of each socket at hand-off, so it rarely does).
-  ServerOptions o;
-  o.workers = 1;
-  o.wrapper = {"/usr/bin/prlimit", "--nofile=48:48", "--"};
-  TestServer server(o);
+  TestServer server(starved_of_descriptors());
   server.add_devices(kId, 1, kKey);
   server.start();
   {
@@ -143,10 +148,7 @@ TEST(Caps, OutOfFileDescriptorsIsLoggedOnceAndServingResumesWhenTheyFree) {
 TEST(Caps, MasterOutOfDescriptorsPausesAcceptWithoutSpinningAndRecovers) {
   // A stopped worker reads nothing: the master parks the accepted sockets, holding their
   // descriptors, until it runs out (48) and must pause accepting.
-  ServerOptions o;
-  o.workers = 1;
-  o.wrapper = {"/usr/bin/prlimit", "--nofile=48:48", "--"};
-  TestServer server(o);
+  TestServer server(starved_of_descriptors());
   server.add_devices(kId, 1, kKey);
   server.start();
   std::ifstream children("/proc/" + std::to_string(server.pid()) + "/task/" +
