@@ -1,12 +1,15 @@
 // Runs the real iotsocket-bench binary against a small server made here: TLS (certificate
 // made with the openssl command) or plain TCP, one thread per connection, that decodes
-// the frames, remembers what each device sent, and writes a record per frame to a real
-// FIFO, as iotsocketd does. Every bench run is bounded by --duration.
+// the frames, remembers what each device sent, writes a record per frame to a real FIFO
+// and, in push mode, reads a real push FIFO and sends each record to its device as a push
+// frame, as iotsocketd does. Push mode also runs once against the built iotsocketd.
+// Every bench run is bounded by --duration.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -15,9 +18,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,18 +34,30 @@
 #include "common/fd.hpp"
 #include "protocol/decoder.hpp"
 #include "protocol/encoder.hpp"
+#include "protocol/line_reader.hpp"
 #include "protocol/record.hpp"
+
+extern char** environ;
 
 namespace iotsocket::bench {
 namespace {
 
 namespace fs = std::filesystem;
 
+// What the server does to the pushes it reads from the push FIFO.
+enum class Mangle {
+  none,        // sends each once, in order
+  twice,       // sends each twice
+  swap_pairs,  // per device, sends the 2nd before the 1st, the 4th before the 3rd, ...
+};
+
 struct ServerMode {
   bool tls = true;
   bool close_after_first = false;  // close each connection after its first frame
   bool push_per_frame = false;     // answer each frame with one push frame
   std::string fifo;                // write a record per frame here
+  std::string push_fifo;           // read push records here and send them to the devices
+  Mangle mangle = Mangle::none;
 };
 
 struct Seen {
@@ -59,6 +76,12 @@ class TestServer {
       EXPECT_EQ(SSL_CTX_use_PrivateKey_file(ctx_.get(), key.c_str(), SSL_FILETYPE_PEM), 1);
     }
     if (!mode_.fifo.empty()) fifo_.reset(::open(mode_.fifo.c_str(), O_RDWR | O_CLOEXEC));
+    if (!mode_.push_fifo.empty()) {
+      // Read-write, as iotsocketd holds it: writers may come and go without an EOF.
+      push_fifo_.reset(::open(mode_.push_fifo.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+      EXPECT_TRUE(push_fifo_.valid());
+      push_reader_ = std::thread([this] { read_pushes(); });
+    }
     listen_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -73,6 +96,7 @@ class TestServer {
   ~TestServer() {
     stop_ = true;
     acceptor_.join();
+    if (push_reader_.joinable()) push_reader_.join();
     for (auto& t : connections_) t.join();  // each ends when the bench closes
   }
 
@@ -84,6 +108,10 @@ class TestServer {
   std::set<std::string> peer_addresses() {
     std::lock_guard lock(mutex_);
     return peers_;
+  }
+  std::uint64_t push_records() {
+    std::lock_guard lock(mutex_);
+    return push_records_;
   }
 
  private:
@@ -111,6 +139,7 @@ class TestServer {
       SSL_set_fd(ssl.get(), fd.get());
       if (SSL_accept(ssl.get()) != 1) return;
     }
+    if (push_fifo_) return serve_with_pushes(fd.get(), ssl.get());
     protocol::Decoder decoder(protocol::Direction::from_device);
     char buf[16384];
     for (;;) {
@@ -124,6 +153,81 @@ class TestServer {
         if (mode_.push_per_frame) push(ssl.get(), fd.get(), d.frame.device);
       }
       if (decoder.failed()) return;
+    }
+  }
+
+  // Push mode: reads the device's frames when there are some, and between reads sends
+  // what the push FIFO holds for the device the connection logged in as.
+  void serve_with_pushes(int fd, SSL* ssl) {
+    protocol::Decoder decoder(protocol::Direction::from_device);
+    std::optional<protocol::DeviceId> device;
+    std::optional<std::string> held;  // Mangle::swap_pairs: the first of a pair
+    char buf[16384];
+    for (;;) {
+      pollfd p{fd, POLLIN, 0};
+      if ((ssl != nullptr && SSL_pending(ssl) > 0) || ::poll(&p, 1, 5) > 0) {
+        const int n = ssl ? SSL_read(ssl, buf, sizeof buf) : static_cast<int>(::recv(fd, buf, sizeof buf, 0));
+        if (n <= 0) return;
+        decoder.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+        for (auto d = decoder.next(); d.status == protocol::DecodeStatus::frame; d = decoder.next()) {
+          take(d.frame);
+          device = d.frame.device;
+        }
+        if (decoder.failed()) return;
+      }
+      if (!device) continue;
+      for (std::string& payload : take_pushes(*device)) {
+        if (mode_.mangle == Mangle::twice) send_push(ssl, fd, *device, payload);
+        if (mode_.mangle != Mangle::swap_pairs) {
+          send_push(ssl, fd, *device, payload);
+        } else if (!held) {
+          held = std::move(payload);
+        } else {
+          send_push(ssl, fd, *device, payload);
+          send_push(ssl, fd, *device, *held);
+          held.reset();
+        }
+      }
+    }
+  }
+
+  void read_pushes() {
+    protocol::LineReader lines;
+    char buf[65536];
+    while (!stop_) {
+      pollfd p{push_fifo_.get(), POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      for (ssize_t n; (n = ::read(push_fifo_.get(), buf, sizeof buf)) > 0;) {
+        lines.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+        for (auto l = lines.next(); l.status != protocol::LineStatus::need_more; l = lines.next()) {
+          auto record = protocol::parse_record(l.text);
+          EXPECT_TRUE(l.status == protocol::LineStatus::line && record) << l.text;
+          if (!record) continue;
+          std::lock_guard lock(mutex_);
+          ++push_records_;
+          outbox_[record->device.value].push_back(std::move(record->payload));
+        }
+      }
+    }
+  }
+
+  std::vector<std::string> take_pushes(protocol::DeviceId device) {
+    std::lock_guard lock(mutex_);
+    auto it = outbox_.find(device.value);
+    if (it == outbox_.end()) return {};
+    std::vector<std::string> pushes = std::move(it->second);
+    outbox_.erase(it);
+    return pushes;
+  }
+
+  void send_push(SSL* ssl, int fd, protocol::DeviceId device, std::string_view payload) {
+    std::string frame;
+    ASSERT_FALSE(protocol::append_push_frame(frame, device, protocol::to_time(std::chrono::system_clock::now()),
+                                             payload));
+    if (ssl != nullptr) {
+      SSL_write(ssl, frame.data(), static_cast<int>(frame.size()));
+    } else {
+      (void)::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
     }
   }
 
@@ -166,6 +270,8 @@ class TestServer {
   std::unique_ptr<SSL_CTX, CtxFree> ctx_;
   Fd listen_;
   Fd fifo_;
+  Fd push_fifo_;
+  std::thread push_reader_;
   std::uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread acceptor_;
@@ -173,6 +279,8 @@ class TestServer {
   std::mutex mutex_;
   std::map<std::uint64_t, Seen> seen_;
   std::set<std::string> peers_;
+  std::uint64_t push_records_ = 0;
+  std::map<std::uint64_t, std::vector<std::string>> outbox_;  // device -> pushes not yet sent
 };
 
 struct BenchRun {
@@ -203,18 +311,27 @@ class BenchEndToEnd : public ::testing::Test {
                             " >/dev/null 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << "openssl req failed";
     ASSERT_EQ(::mkfifo(fifo().c_str(), 0600), 0);
+    ASSERT_EQ(::mkfifo(push_fifo().c_str(), 0600), 0);
   }
   void TearDown() override { fs::remove_all(dir_); }
 
   fs::path cert() const { return dir_ / "cert.pem"; }
   fs::path key() const { return dir_ / "key.pem"; }
   fs::path fifo() const { return dir_ / "inbound.fifo"; }
+  fs::path push_fifo() const { return dir_ / "push.fifo"; }
 
   fs::path dir_;
 };
 
 bool has(const std::string& text, const std::string& piece) {
   return text.find(piece) != std::string::npos;
+}
+
+// The number after "key": in a JSON report, or -1.
+double json_number(const std::string& json, const std::string& key) {
+  const auto at = json.find("\"" + key + "\":");
+  if (at == std::string::npos) return -1;
+  return std::strtod(json.c_str() + at + key.size() + 3, nullptr);
 }
 
 TEST_F(BenchEndToEnd, ManyTlsDevicesSendTheirFramesAndEveryRecordIsCounted) {
@@ -258,6 +375,58 @@ TEST_F(BenchEndToEnd, PushFramesFromTheServerAreCounted) {
   EXPECT_TRUE(has(r.output, "\"pushes\":{\"received\":30,\"undecodable_streams\":0}")) << r.output;
 }
 
+TEST_F(BenchEndToEnd, PushModeWritesThePushFifoAndEveryPushArrivesOnceInOrder) {
+  TestServer server({.tls = true, .fifo = fifo(), .push_fifo = push_fifo()}, cert(), key());
+  const BenchRun r = run_bench("--port " + std::to_string(server.port()) +
+                               " --key k3y --devices 20 --first-id 500 --connect-rate 0 --linger 0.2"
+                               " --payload-bytes 64 --duration 30 --count-inbound " + fifo().string() +
+                               " --push-fifo " + push_fifo().string() + " --pushes 400 --push-rate 2000 --json");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "\"push_fifo\":{\"requested\":400,\"rate\":2000,\"devices\":20,\"written\":400,"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "\"stopped\":\"done\",\"received\":400,\"missing\":0,\"duplicates\":0,"
+                            "\"out_of_order\":0,\"foreign\":0,")) << r.output;
+  EXPECT_TRUE(has(r.output, "\"latency_ms\":{\"count\":400,")) << r.output;
+  EXPECT_TRUE(has(r.output, "\"pushes\":{\"received\":400,\"undecodable_streams\":0}")) << r.output;
+  EXPECT_TRUE(has(r.output, "\"ended\":\"done\"")) << r.output;
+  // Paced: 400 pushes at 2000/s take about 0.2 s to write.
+  const double per_second = json_number(r.output, "write_per_second");
+  EXPECT_GT(per_second, 1500) << r.output;
+  EXPECT_LT(per_second, 2500) << r.output;
+  EXPECT_EQ(server.push_records(), 400u);
+}
+
+TEST_F(BenchEndToEnd, PushDuplicatesAreCountedAndFailTheRun) {
+  TestServer server({.tls = true, .push_fifo = push_fifo(), .mangle = Mangle::twice}, cert(), key());
+  const BenchRun r = run_bench("--port " + std::to_string(server.port()) +
+                               " --key k3y --devices 10 --connect-rate 0 --linger 0.5 --duration 30"
+                               " --push-fifo " + push_fifo().string() + " --pushes 200 --json");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "\"written\":200,")) << r.output;  // unpaced
+  EXPECT_TRUE(has(r.output, "\"received\":200,\"missing\":0,\"duplicates\":200,\"out_of_order\":0,"))
+      << r.output;
+}
+
+TEST_F(BenchEndToEnd, PushesOvertakingOlderOnesAreCountedOutOfOrder) {
+  TestServer server({.tls = true, .push_fifo = push_fifo(), .mangle = Mangle::swap_pairs}, cert(), key());
+  const BenchRun r = run_bench("--port " + std::to_string(server.port()) +
+                               " --key k3y --devices 10 --connect-rate 0 --linger 0.2 --duration 30"
+                               " --push-fifo " + push_fifo().string() + " --pushes 200 --push-rate 0 --json");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  // 20 pushes per device, in 10 swapped pairs: the first of each pair comes late.
+  EXPECT_TRUE(has(r.output, "\"received\":200,\"missing\":0,\"duplicates\":0,\"out_of_order\":100,"))
+      << r.output;
+}
+
+TEST_F(BenchEndToEnd, PushFifoWithoutAServerIsRefused) {
+  const BenchRun r = run_bench("--port 9 --key k3y --push-fifo " + push_fifo().string() + " --pushes 5", true);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.output, "nobody has it open for reading")) << r.output;
+  const BenchRun no_count = run_bench("--port 9 --key k3y --push-fifo " + push_fifo().string(), true);
+  EXPECT_EQ(no_count.exit_code, 2);
+  EXPECT_TRUE(has(no_count.output, "needs --pushes")) << no_count.output;
+}
+
 TEST_F(BenchEndToEnd, HoldKeepsConnectionsOpenAndSendsKeepalives) {
   TestServer server({.tls = true}, cert(), key());
   const BenchRun r = run_bench("--port " + std::to_string(server.port()) +
@@ -296,6 +465,92 @@ TEST_F(BenchEndToEnd, NamesTheFileLimitWhenItIsTooLow) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.output, "RLIMIT_NOFILE")) << r.output;
   EXPECT_TRUE(has(r.output, "is 300")) << r.output;
+}
+
+// ---- against the built iotsocketd -------------------------------------------------------
+
+// iotsocketd in a temporary directory: TLS with the fixture's certificate, two workers,
+// 127.0.0.1 on a port the kernel picks, both FIFOs, devices registered with iotsocketctl.
+class RealServer {
+ public:
+  RealServer(const fs::path& dir, std::uint64_t first_id, std::uint64_t devices, const std::string& key)
+      : dir_(dir) {
+    std::ofstream(dir / "iotsocket.yaml")
+        << "listen: [{address: 127.0.0.1, port: 0}]\n"
+        << "tls: {enabled: true, cert: cert.pem, key: key.pem}\n"
+        << "workers: 2\n"
+        << "devices: {sqlite: devices.db}\n"
+        << "fifo: {push: push.fifo, inbound: inbound.fifo}\n"
+        << "spool: {dir: spool}\n"
+        << "runtime: {shm_name: bench-e2e-" << ::getpid() << ", pid_file: iotsocketd.pid}\n"
+        << "limits: {max_connections: 1000, per_ip: 1000}\n"
+        << "log: {level: info}\n";
+    {
+      std::ofstream list(dir / "devices.txt");
+      for (std::uint64_t i = 0; i < devices; ++i) list << first_id + i << " " << key << "\n";
+    }
+    const std::string import = std::string(IOTSOCKETCTL_BINARY) + " --config " + (dir / "iotsocket.yaml").string() +
+                               " devices import --fast-hash " + (dir / "devices.txt").string() + " >/dev/null 2>&1";
+    EXPECT_EQ(std::system(import.c_str()), 0) << import;
+    start();
+  }
+  ~RealServer() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+
+  std::uint16_t port() const { return port_; }
+  std::string log() const {
+    std::ifstream in(dir_ / "server.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+ private:
+  void start() {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, (dir_ / "server.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    const std::string config = (dir_ / "iotsocket.yaml").string();
+    std::vector<char*> argv{const_cast<char*>(IOTSOCKETD_BINARY), const_cast<char*>("--config"),
+                            const_cast<char*>(config.c_str()), nullptr};
+    EXPECT_EQ(::posix_spawn(&pid_, IOTSOCKETD_BINARY, &actions, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    const std::string listening = "listening on 127.0.0.1:";
+    for (int i = 0; i < 2000 && port_ == 0; ++i) {  // up to 20 s
+      const std::string text = log();
+      const auto at = text.find(listening);
+      std::size_t ready = 0;
+      for (auto r = text.find(" ready"); r != std::string::npos; r = text.find(" ready", r + 1)) ++ready;
+      if (at != std::string::npos && ready >= 2) {
+        port_ = static_cast<std::uint16_t>(std::stoi(text.substr(at + listening.size())));
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    ASSERT_NE(port_, 0) << log();
+  }
+
+  fs::path dir_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+TEST_F(BenchEndToEnd, AgainstIotsocketdFiftyDevicesGetFiveHundredPushesOnceInOrder) {
+  RealServer server(dir_, 1300000000, 50, "bench-push-key-01");
+  ASSERT_NE(server.port(), 0);
+  const BenchRun r = run_bench("--port " + std::to_string(server.port()) +
+                               " --key bench-push-key-01 --first-id 1300000000 --devices 50 --connect-rate 0"
+                               " --linger 0.2 --duration 60 --count-inbound " + fifo().string() +
+                               " --push-fifo " + push_fifo().string() + " --pushes 500 --json");
+  EXPECT_EQ(r.exit_code, 0) << r.output << server.log().substr(0, 4000);
+  EXPECT_TRUE(has(r.output, "\"devices\":50,\"written\":500,")) << r.output;
+  EXPECT_TRUE(has(r.output, "\"received\":500,\"missing\":0,\"duplicates\":0,\"out_of_order\":0,\"foreign\":0,"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "\"inbound\":{\"records\":50,\"expected\":50")) << r.output;
+  EXPECT_TRUE(has(r.output, "\"ended\":\"done\"")) << r.output;
 }
 
 }  // namespace

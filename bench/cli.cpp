@@ -6,7 +6,8 @@ void add_options(CLI::App& app, Options& o) {
   app.description(
       "Load generator for iotsocketd: N concurrent IOT/1.1 devices over TLS from one process, "
       "loopback only. Prints a report (connections, handshake latency, frames, server closes) "
-      "when the run ends; every run ends by itself at --duration.");
+      "when the run ends; every run ends by itself at --duration. Push mode (--push-fifo) also "
+      "writes pushes into the server's push FIFO and reports their arrival, order and latency.");
   app.add_option("--host", o.host, "Server address: 127.0.0.0/8 or ::1 only")->capture_default_str();
   app.add_option("--port", o.port, "Server port")->required()->check(CLI::Range(1, 65535));
   app.add_option("--devices", o.devices, "Number of devices (connections)")->capture_default_str();
@@ -37,6 +38,13 @@ void add_options(CLI::App& app, Options& o) {
   app.add_option("--count-inbound", o.count_inbound,
                  "Read the server's inbound FIFO and count the records of the bench's devices "
                  "(the bench must be its only reader); waits until all arrived or --duration");
+  app.add_option("--push-fifo", o.push_fifo,
+                 "Push mode: write pushes into the server's push FIFO once every device is logged in, "
+                 "and measure what the devices receive (needs --pushes)");
+  app.add_option("--push-rate", o.push_rate,
+                 "Pushes per second over all devices, round robin; 0 (default) = as fast as the FIFO "
+                 "takes them");
+  app.add_option("--pushes", o.pushes, "Pushes to write in all (push mode)");
   app.add_option("--threads", o.threads, "Event loops (threads), each with a share of the devices")
       ->capture_default_str();
   app.add_option("--linger", o.linger, "Seconds to keep connections open after the last frame, "

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bench/payload.hpp"
+#include "bench/push_plan.hpp"
 #include "protocol/encoder.hpp"
 
 namespace iotsocket::bench {
@@ -27,6 +28,11 @@ constexpr std::uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
 std::string errno_text(const char* op, int err) {
   return std::string(op) + ": " + std::strerror(err);
+}
+
+std::uint64_t steady_ns(Clock::time_point t) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
 }  // namespace
@@ -57,7 +63,19 @@ void Fleet::tick(Clock::time_point now) {
   expire_handshakes(now);
   send_due_frames(now);
   if (!settled_at_ && settled()) settled_at_ = now;
-  if (!sending_done_at_ && settled() && sending_ == 0) sending_done_at_ = now;
+  const bool pushes_over = setup_.ledger == nullptr || push_phase_over_;
+  if (!sending_done_at_ && settled() && sending_ == 0 && pushes_over) sending_done_at_ = now;
+}
+
+std::vector<protocol::DeviceId> Fleet::logged_in_ids() const {
+  std::vector<protocol::DeviceId> ids;
+  for (std::uint64_t i = 0; i < devices_.size(); ++i) {
+    const Device& d = devices_[i];
+    if ((d.phase == Phase::up || d.phase == Phase::done) && d.logged_in) {
+      ids.push_back(protocol::DeviceId{options_.first_id + setup_.first_index + i});
+    }
+  }
+  return ids;
 }
 
 std::optional<Clock::time_point> Fleet::next_wakeup(Clock::time_point now) const {
@@ -192,6 +210,7 @@ void Fleet::on_up(std::uint64_t index, Clock::time_point now) {
   --unsettled_;
   ++sending_;
   ++up_now_;
+  ++logins_pending_;
   ++stats_.up;
   stats_.handshake_us.push_back(static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(now - d.started).count()));
@@ -265,6 +284,8 @@ bool Fleet::read_all(Device& d) {
       case Io::error: return false;
     }
     if (d.pushes.failed()) continue;
+    // One clock reading per read: the frames in it arrived together.
+    const Clock::time_point now = setup_.ledger != nullptr ? Clock::now() : Clock::time_point{};
     d.pushes.feed(std::string_view(buf.data(), n));
     for (auto f = d.pushes.next(); f.status != protocol::DecodeStatus::need_more; f = d.pushes.next()) {
       if (f.status == protocol::DecodeStatus::failed) {
@@ -272,8 +293,28 @@ bool Fleet::read_all(Device& d) {
         break;
       }
       ++stats_.pushes;
+      if (setup_.ledger != nullptr) book_push(d, f.frame.body, now);
     }
   }
+}
+
+void Fleet::book_push(Device& d, std::string_view body, Clock::time_point now) {
+  const auto stamp = parse_push_payload(body);
+  // A push written before this run started (an offline push of an earlier run, delivered
+  // at login) is not this run's, whatever its sequence number.
+  if (!stamp || stamp->sent_ns < steady_ns(setup_.start)) {
+    ++stats_.push_foreign;
+    return;
+  }
+  switch (setup_.ledger->take(stamp->seq, d.push_high)) {
+    case Receipt::unknown: ++stats_.push_foreign; return;
+    case Receipt::duplicate: ++stats_.push_duplicates; return;
+    case Receipt::out_of_order: ++stats_.push_out_of_order; break;
+    case Receipt::fresh: ++stats_.push_fresh; break;
+  }
+  const std::uint64_t now_ns = steady_ns(now);
+  stats_.push_latency_us.push_back(now_ns > stamp->sent_ns ? (now_ns - stamp->sent_ns) / 1000 : 0);
+  stats_.last_push_s = since_start(now);
 }
 
 bool Fleet::flush(Device& d, Clock::time_point now) {
@@ -289,6 +330,7 @@ bool Fleet::flush(Device& d, Clock::time_point now) {
   if (d.frames_in_out > 0) {
     stats_.frames_sent += d.frames_in_out;
     d.frames_in_out = 0;
+    if (!d.logged_in) --logins_pending_;
     d.logged_in = true;
     const double t = since_start(now);
     if (!stats_.first_send_s) stats_.first_send_s = t;
@@ -311,7 +353,10 @@ void Fleet::fail(std::uint64_t index, Failure why, const std::string& detail) {
   if (d.phase == Phase::waiting || d.phase == Phase::connecting || d.phase == Phase::handshaking) {
     --unsettled_;
   }
-  if (d.phase == Phase::up || d.phase == Phase::done) --up_now_;
+  if (d.phase == Phase::up || d.phase == Phase::done) {
+    --up_now_;
+    if (!d.logged_in) --logins_pending_;
+  }
   if (d.sending) --sending_;
   d.sending = false;
   d.phase = Phase::failed;

@@ -17,6 +17,7 @@
 #include "bench/address.hpp"
 #include "bench/epoll.hpp"
 #include "bench/options.hpp"
+#include "bench/push_ledger.hpp"
 #include "bench/report.hpp"
 #include "bench/stream.hpp"
 #include "protocol/decoder.hpp"
@@ -35,6 +36,7 @@ struct FleetSetup {
   std::uint64_t count = 0;
   double connect_rate = 0;         // this fleet's share; 0 = no limit
   Clock::time_point start;
+  PushLedger* ledger = nullptr;    // push mode: books the pushes received (shared by the loops)
 };
 
 class Fleet {
@@ -53,6 +55,15 @@ class Fleet {
   bool settled() const noexcept { return unsettled_ == 0; }
   std::uint64_t up_now() const noexcept { return up_now_; }
   std::uint64_t frames_sent() const noexcept { return stats_.frames_sent; }
+  // Every device is up or failed, and every one that is up has written its login frame.
+  bool logins_done() const noexcept { return settled() && logins_pending_ == 0; }
+  // The IDs of the devices that are up and have written their login frame, ascending.
+  std::vector<protocol::DeviceId> logged_in_ids() const;
+  // Push mode: pushes of this run received so far (first arrivals).
+  std::uint64_t push_arrivals() const noexcept { return stats_.push_arrivals(); }
+  // Push mode: the push phase is over (all written pushes arrived, or the writer gave up);
+  // only from now on is the fleet done sending, and the linger starts.
+  void end_push_phase() noexcept { push_phase_over_ = true; }
   // No more frames to send: every device that is up sent its share (in hold mode: the
   // hold is over).
   bool sending_done(Clock::time_point now) const;
@@ -75,6 +86,7 @@ class Fleet {
     std::size_t out_begin = 0;
     std::uint64_t frames_built = 0;
     std::uint32_t frames_in_out = 0;
+    std::optional<std::uint64_t> push_high;  // push mode: the highest sequence number received
     Phase phase = Phase::waiting;
     bool logged_in = false;     // the login frame is fully written
     bool sending = false;       // up and not yet done with its frames
@@ -95,6 +107,7 @@ class Fleet {
   void on_up(std::uint64_t index, Clock::time_point now);
   void pump(std::uint64_t index, Clock::time_point now);
   bool read_all(Device& d);
+  void book_push(Device& d, std::string_view body, Clock::time_point now);
   bool flush(Device& d, Clock::time_point now);
   void queue_frame(std::uint64_t index);
   void schedule_next_frame(std::uint64_t index, Clock::time_point from);
@@ -116,6 +129,8 @@ class Fleet {
   std::uint64_t unsettled_ = 0;  // waiting, connecting or handshaking
   std::uint64_t sending_ = 0;    // up with frames still to send
   std::uint64_t up_now_ = 0;
+  std::uint64_t logins_pending_ = 0;  // up, login frame not yet fully written
+  bool push_phase_over_ = false;
   std::optional<Clock::time_point> settled_at_;
   std::optional<Clock::time_point> sending_done_at_;
   std::array<bool, kFailureCount> logged_{};  // the first failure of each kind is logged

@@ -31,9 +31,10 @@ class Milestones {
  public:
   explicit Milestones(Progress& p) : progress_(p) {}
 
-  void update(const Fleet& fleet, Clock::time_point now, std::uint64_t frames_sent) {
+  void update(Fleet& fleet, Clock::time_point now, std::uint64_t frames_sent) {
     progress_.frames_sent.fetch_add(frames_sent - reported_frames_, std::memory_order_relaxed);
     reported_frames_ = frames_sent;
+    if (progress_.push.enabled) update_push(fleet);
     if (!settled_ && fleet.settled()) {
       settled_ = true;
       const std::uint64_t up = progress_.up.fetch_add(fleet.up_now()) + fleet.up_now();
@@ -50,8 +51,32 @@ class Milestones {
   }
 
  private:
+  // Publishes the logged-in devices once (the writer's targets), reports the arrivals, and
+  // ends the push phase when every push written has arrived.
+  void update_push(Fleet& fleet) {
+    PushProgress& p = progress_.push;
+    if (!published_ && fleet.logins_done()) {
+      published_ = true;
+      const auto ids = fleet.logged_in_ids();
+      std::lock_guard lock(p.mutex);
+      p.targets.insert(p.targets.end(), ids.begin(), ids.end());
+      ++p.published;
+    }
+    const std::uint64_t arrivals = fleet.push_arrivals();
+    p.arrivals.fetch_add(arrivals - reported_arrivals_, std::memory_order_relaxed);
+    reported_arrivals_ = arrivals;
+    // written is read after writer_done: it is final then.
+    if (!push_over_ && p.writer_done.load() && p.arrivals.load() >= p.written.load()) {
+      push_over_ = true;
+      fleet.end_push_phase();
+    }
+  }
+
   Progress& progress_;
   std::uint64_t reported_frames_ = 0;
+  std::uint64_t reported_arrivals_ = 0;
+  bool published_ = false;
+  bool push_over_ = false;
   bool settled_ = false;
   bool sending_done_ = false;
 };
@@ -83,6 +108,7 @@ LoopResult run_loop(const FleetSetup& setup, InboundCounter* counter, Progress& 
     auto now = Clock::now();
     fleet.tick(now);
     milestones.update(fleet, now, fleet.frames_sent());
+    if (counter != nullptr) progress.push.inbound_records.store(counter->stats().records);
     if (g_stop.load()) {
       result.ended = "signal";
       break;
@@ -112,6 +138,7 @@ LoopResult run_loop(const FleetSetup& setup, InboundCounter* counter, Progress& 
       }
     }
   }
+  progress.ended.fetch_add(1);
   result.fleet = fleet.close_all();
   if (counter != nullptr) result.inbound = counter->stats();
   return result;

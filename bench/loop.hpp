@@ -5,13 +5,27 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "bench/epoll.hpp"
 #include "bench/fleet.hpp"
 #include "bench/inbound_counter.hpp"
 
 namespace iotsocket::bench {
+
+// Push mode: what the loops and the push writer tell each other.
+struct PushProgress {
+  bool enabled = false;
+  std::mutex mutex;                         // guards targets and published
+  std::vector<protocol::DeviceId> targets;  // the loops' logged-in devices
+  unsigned published = 0;                   // loops that added theirs to targets
+  std::atomic<std::uint64_t> inbound_records{0};  // --count-inbound's count (loop 0)
+  std::atomic<std::uint64_t> written{0};    // by the writer, as it writes
+  std::atomic<bool> writer_done{false};     // written is final
+  std::atomic<std::uint64_t> arrivals{0};   // first arrivals over all loops
+};
 
 // What the loops tell each other.
 struct Progress {
@@ -22,6 +36,8 @@ struct Progress {
   std::atomic<std::uint64_t> up{0};           // up at the moment each loop settled
   std::atomic<unsigned> settled{0};           // loops whose devices are all up or failed
   std::atomic<unsigned> sending_done{0};      // loops that will send no more frames
+  std::atomic<unsigned> ended{0};             // loops that returned
+  PushProgress push;
 };
 
 // Set by SIGINT/SIGTERM (the handler only records); every loop checks it.

@@ -16,6 +16,8 @@
 #include "bench/cli.hpp"
 #include "bench/loop.hpp"
 #include "bench/options.hpp"
+#include "bench/push_ledger.hpp"
+#include "bench/push_writer.hpp"
 #include "bench/stream.hpp"
 
 namespace iotsocket::bench {
@@ -74,8 +76,11 @@ FleetSetup share(const FleetSetup& all, unsigned t, unsigned loops) {
 
 bool clean(const Report& r, const Options& o) {
   const bool inbound_ok = !r.inbound.enabled || r.inbound.records >= r.fleet.frames_sent;
+  const bool push_ok = !r.push.enabled ||
+                       (r.push.written == r.push.requested && pushes_missing(r) == 0 &&
+                        r.fleet.push_duplicates == 0 && r.fleet.push_out_of_order == 0);
   return r.ended != "error" && r.fleet.failed_total() == 0 && r.fleet.not_started == 0 &&
-         r.fleet.up == o.devices && inbound_ok;
+         r.fleet.up == o.devices && inbound_ok && push_ok;
 }
 
 int run(const Options& o) {
@@ -103,17 +108,29 @@ int run(const Options& o) {
     if (!c) return spdlog::error("{}", c.error()), 1;
     counter.emplace(std::move(*c));
   }
+  std::optional<PushWriter> writer;
+  std::optional<PushLedger> ledger;
+  if (push_mode(o)) {
+    auto w = PushWriter::open(o.push_fifo);
+    if (!w) return spdlog::error("{}", w.error()), 1;
+    writer.emplace(std::move(*w));
+    ledger.emplace(*o.pushes);
+  }
   FleetSetup all{.options = &o, .target = *target, .sources = *sources,
                  .tls = tls ? tls->get() : nullptr, .first_index = 0, .count = o.devices,
-                 .connect_rate = o.connect_rate, .start = start};
+                 .connect_rate = o.connect_rate, .start = start,
+                 .ledger = ledger ? &*ledger : nullptr};
   const auto deadline = start + seconds(o.duration);
   Progress progress;
   progress.loops = o.threads;
   progress.devices = o.devices;
   progress.hold_s = o.hold.value_or(0);
+  progress.push.enabled = push_mode(o);
   std::vector<LoopResult> results(o.threads);
+  PushWriteStats pushed;
   {
     std::vector<std::jthread> threads;
+    if (writer) threads.emplace_back([&] { pushed = writer->run(o, progress, start, deadline); });
     for (unsigned t = 1; t < o.threads; ++t) {
       threads.emplace_back([&, t] { results[t] = run_loop(share(all, t, o.threads), nullptr, progress, deadline); });
     }
@@ -123,6 +140,7 @@ int run(const Options& o) {
                           std::to_string(o.port),
                 .tls = !o.no_tls, .devices = o.devices, .threads = o.threads,
                 .inbound = results[0].inbound,
+                .push = pushed,
                 .wall_s = std::chrono::duration<double>(Clock::now() - start).count(),
                 .ended = results[0].ended};
   for (auto& r : results) {

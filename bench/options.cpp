@@ -73,13 +73,32 @@ std::optional<std::string> check_hold(const Options& o) {
   return std::nullopt;
 }
 
+std::optional<std::string> check_push(const Options& o) {
+  if (!push_mode(o)) {
+    if (o.pushes) return "--pushes needs --push-fifo (the server's push FIFO)";
+    if (o.push_rate) return "--push-rate needs --push-fifo (the server's push FIFO)";
+    return std::nullopt;
+  }
+  if (!o.pushes) return "--push-fifo needs --pushes N (the number of pushes to write in all)";
+  if (*o.pushes == 0 || *o.pushes > kMaxPushes) {
+    return "--pushes must be 1.." + std::to_string(kMaxPushes);
+  }
+  if (o.push_rate && !non_negative(*o.push_rate)) {
+    return "--push-rate must be 0 (as fast as the FIFO takes them) or more pushes per second";
+  }
+  if (o.hold) return "--push-fifo and --hold do not mix: a push run ends when every push arrived";
+  if (o.push_fifo == o.count_inbound) return "--push-fifo and --count-inbound must be different FIFOs";
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::string> check_options(const Options& options) {
   if (options.port == 0) return "--port is required (1..65535)";
   if (auto e = check_devices(options)) return e;
   if (auto e = check_traffic(options)) return e;
-  return check_hold(options);
+  if (auto e = check_hold(options)) return e;
+  return check_push(options);
 }
 
 std::optional<std::uint64_t> frames_per_device(const Options& options) {

@@ -16,6 +16,9 @@ inline constexpr double kServerIdleSeconds = 90.0;
 // server's flood limit (333 frames per 3 s by default) closes far earlier anyway.
 inline constexpr double kMaxRatePerDevice = 1000.0;
 inline constexpr unsigned kMaxThreads = 64;
+// The most --pushes: the bench keeps one bit per push to find duplicates (12.5 MB here),
+// and at 100,000 pushes/s this is over 15 minutes of pushing.
+inline constexpr std::uint64_t kMaxPushes = 100'000'000;
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -34,6 +37,9 @@ struct Options {
   bool no_tls = false;
   std::string ca;                        // verify the server against this CA file
   std::string count_inbound;             // the server's inbound FIFO
+  std::string push_fifo;                 // push mode: the server's push FIFO
+  std::optional<double> push_rate;       // pushes/s over all devices; 0 = as fast as it goes
+  std::optional<std::uint64_t> pushes;   // pushes to write in all
   unsigned threads = 1;
   double linger = 1.0;                   // keep connections open after the last frame
   double handshake_timeout = 10;         // connect + TLS handshake, seconds
@@ -46,6 +52,9 @@ std::optional<std::string> check_options(const Options& options);
 // How many frames each device sends: --frames, else 1 without --rate (the login frame
 // only), else no bound (the run ends at --duration).
 std::optional<std::uint64_t> frames_per_device(const Options& options);
+
+// Push mode: --push-fifo given.
+inline bool push_mode(const Options& options) { return !options.push_fifo.empty(); }
 
 std::chrono::steady_clock::duration seconds(double s);
 

@@ -57,12 +57,64 @@ void FleetStats::merge(FleetStats&& o) {
   last_send_s = latest(last_send_s, o.last_send_s);
   pushes += o.pushes;
   bad_pushes += o.bad_pushes;
+  push_fresh += o.push_fresh;
+  push_out_of_order += o.push_out_of_order;
+  push_duplicates += o.push_duplicates;
+  push_foreign += o.push_foreign;
+  push_latency_us.insert(push_latency_us.end(), o.push_latency_us.begin(), o.push_latency_us.end());
+  last_push_s = latest(last_push_s, o.last_push_s);
 }
 
 double rate(std::uint64_t count, std::optional<double> first, std::optional<double> last) {
   const double s = span(first, last);
   return s > 0 ? static_cast<double>(count) / s : 0.0;
 }
+
+std::uint64_t pushes_missing(const Report& r) {
+  const std::uint64_t arrived = r.fleet.push_arrivals();
+  return r.push.written > arrived ? r.push.written - arrived : 0;
+}
+
+double push_receive_rate(const Report& r) {
+  return rate(r.fleet.push_arrivals(), r.push.first_write_s, r.fleet.last_push_s);
+}
+
+namespace {
+
+void print_push_text(std::FILE* out, const Report& r) {
+  const PushWriteStats& p = r.push;
+  const FleetStats& f = r.fleet;
+  const LatencySummary l = summarize(f.push_latency_us);
+  fmt::print(out, "push writes   written {} of {} to {} devices  {:.1f} pushes/s over {:.2f} s of writing"
+                  "  (rate {}, stopped: {})\n",
+             p.written, p.requested, p.devices, rate(p.written, p.first_write_s, p.last_write_s),
+             span(p.first_write_s, p.last_write_s),
+             p.rate > 0 ? fmt::format("{}/s", p.rate) : std::string("unpaced"), p.stopped);
+  fmt::print(out, "push receipt  received {}  missing {}  duplicates {}  out of order {}  not this run's {}"
+                  "  {:.1f} pushes/s from first write to last receipt\n",
+             f.push_arrivals(), pushes_missing(r), f.push_duplicates, f.push_out_of_order,
+             f.push_foreign, push_receive_rate(r));
+  fmt::print(out, "push latency  p50 {:.3f} ms  p90 {:.3f} ms  p99 {:.3f} ms  max {:.3f} ms  (n={}; FIFO write -> device)\n",
+             ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max), l.count);
+}
+
+void print_push_json(std::FILE* out, const Report& r) {
+  const PushWriteStats& p = r.push;
+  const FleetStats& f = r.fleet;
+  const LatencySummary l = summarize(f.push_latency_us);
+  fmt::print(out,
+             "\"push_fifo\":{{\"requested\":{},\"rate\":{},\"devices\":{},\"written\":{},"
+             "\"write_per_second\":{:.1f},\"write_seconds\":{:.3f},\"stopped\":\"{}\","
+             "\"received\":{},\"missing\":{},\"duplicates\":{},\"out_of_order\":{},\"foreign\":{},"
+             "\"receive_per_second\":{:.1f},"
+             "\"latency_ms\":{{\"count\":{},\"p50\":{:.3f},\"p90\":{:.3f},\"p99\":{:.3f},\"max\":{:.3f}}}}},",
+             p.requested, p.rate, p.devices, p.written, rate(p.written, p.first_write_s, p.last_write_s),
+             span(p.first_write_s, p.last_write_s), p.stopped, f.push_arrivals(), pushes_missing(r),
+             f.push_duplicates, f.push_out_of_order, f.push_foreign, push_receive_rate(r), l.count,
+             ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max));
+}
+
+}  // namespace
 
 void print_text(std::FILE* out, const Report& r) {
   const FleetStats& f = r.fleet;
@@ -89,6 +141,7 @@ void print_text(std::FILE* out, const Report& r) {
                in.records, f.frames_sent, rate(in.records, in.first_s, in.last_s),
                in.other_devices, in.bad_lines);
   }
+  if (r.push.enabled) print_push_text(out, r);
   fmt::print(out, "wall time     {:.2f} s  (ended: {})\n", r.wall_s, r.ended);
 }
 
@@ -119,6 +172,7 @@ void print_json(std::FILE* out, const Report& r) {
                in.records, f.frames_sent, rate(in.records, in.first_s, in.last_s),
                in.other_devices, in.bad_lines);
   }
+  if (r.push.enabled) print_push_json(out, r);
   fmt::print(out, "\"wall_seconds\":{:.3f},\"ended\":\"{}\"}}\n", r.wall_s, r.ended);
 }
 

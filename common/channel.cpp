@@ -17,11 +17,15 @@ bool make_pair(Fd& master_end, Fd& worker_end) noexcept {
   return true;
 }
 
-Io send(int channel, const Message& message, int pass_fd) noexcept {
-  iovec iov{const_cast<Message*>(&message), sizeof message};
+namespace {
+
+Io send_parts(int channel, const Message& message, std::string_view payload, int pass_fd) noexcept {
+  iovec iov[2] = {{const_cast<Message*>(&message), sizeof message},
+                  {const_cast<char*>(payload.data()), payload.size()}};
+  const std::size_t total = sizeof message + payload.size();
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  msg.msg_iov = iov;
+  msg.msg_iovlen = payload.empty() ? 1 : 2;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   if (pass_fd >= 0) {
     msg.msg_control = control;
@@ -34,7 +38,7 @@ Io send(int channel, const Message& message, int pass_fd) noexcept {
   }
   for (;;) {
     ssize_t n = ::sendmsg(channel, &msg, MSG_NOSIGNAL);
-    if (n == static_cast<ssize_t>(sizeof message)) return Io::ok;
+    if (n == static_cast<ssize_t>(total)) return Io::ok;
     if (n >= 0) return Io::error;  // SEQPACKET sends whole records or nothing
     if (errno == EINTR) continue;
     // ETOOMANYREFS: the sender has as many descriptors in flight as its open-file limit;
@@ -45,12 +49,29 @@ Io send(int channel, const Message& message, int pass_fd) noexcept {
   }
 }
 
+}  // namespace
+
+Io send(int channel, const Message& message, int pass_fd) noexcept {
+  return send_parts(channel, message, {}, pass_fd);
+}
+
+Io send(int channel, const Message& message, std::string_view payload) noexcept {
+  if (payload.size() > kMaxPayload) {
+    errno = EMSGSIZE;
+    return Io::error;
+  }
+  return send_parts(channel, message, payload, -1);
+}
+
 Received receive(int channel) noexcept {
   Received out;
-  iovec iov{&out.message, sizeof out.message};
+  // One buffer per process for the payload part (each process has one thread), so that a
+  // receive costs no allocation beyond the payload it returns.
+  static char payload[kMaxPayload + 1];
+  iovec iov[2] = {{&out.message, sizeof out.message}, {payload, sizeof payload}};
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 2;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
@@ -79,19 +100,21 @@ Received receive(int channel) noexcept {
       return out;
     }
   }
-  const bool wants_fd = out.message.cmd == Cmd::new_connection;
-  if (wants_fd && (msg.msg_flags & MSG_CTRUNC) && !out.fd.valid() &&
-      n == static_cast<ssize_t>(sizeof out.message)) {
+  constexpr auto kFixed = static_cast<ssize_t>(sizeof out.message);
+  const bool wants_fd = n >= kFixed && out.message.cmd == Cmd::new_connection;
+  if (wants_fd && (msg.msg_flags & MSG_CTRUNC) && !out.fd.valid() && n == kFixed) {
     out.fd_lost = true;
     out.io = Io::ok;
     return out;
   }
-  if (n != static_cast<ssize_t>(sizeof out.message) || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
-      wants_fd != out.fd.valid()) {
+  const bool size_ok = n == kFixed || (n > kFixed && carries_payload(out.message.cmd) &&
+                                       n - kFixed <= static_cast<ssize_t>(kMaxPayload));
+  if (!size_ok || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) || wants_fd != out.fd.valid()) {
     out.fd.reset();
     out.io = Io::error;
     return out;
   }
+  out.payload.assign(payload, static_cast<std::size_t>(n - kFixed));
   out.io = Io::ok;
   return out;
 }

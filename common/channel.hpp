@@ -4,15 +4,26 @@
 //
 //   master -> worker   new_connection (+fd)   take this accepted socket; peer = its address
 //                      shutdown               stop, flush inbound records, close, exit 0
+//                      push (+payload)        write `payload` as a push frame to `device`
+//                                             on connection (slot, conn_generation)
 //   worker -> master   ready                  the loop runs; send connections from now on
 //                      connection_closed      a socket of `peer` is closed (per-IP counts)
+//                      device_online          `device` logged in on (slot, conn_generation):
+//                                             send its queued pushes
+//                      push_returned (+payload)  a push that was not written (the connection
+//                                             was gone or closed first): route it again
 //
+// Pushes carry their payload after the fixed part, in the same record (SEQPACKET keeps
+// records whole), so a message is at most sizeof(Message) + kMaxPayload bytes.
 // Every message carries the worker's generation (bumped on each respawn); the master ignores
 // messages of a generation it no longer runs. A worker exits when its channel reads EOF:
 // the master is gone.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "common/fd.hpp"
@@ -20,13 +31,39 @@
 
 namespace iotsocket::channel {
 
-enum class Cmd : std::uint8_t { ready = 1, new_connection, connection_closed, shutdown };
+enum class Cmd : std::uint8_t {
+  ready = 1,
+  new_connection,
+  connection_closed,
+  shutdown,
+  push,
+  device_online,
+  push_returned,
+};
+
+// The largest payload a message carries: one push body (PROTOCOL.md rule 10).
+inline constexpr std::size_t kMaxPayload = 65536;
 
 struct Message {
   Cmd cmd = Cmd::ready;
-  std::uint32_t generation = 0;
+  std::uint32_t generation = 0;  // the worker's
   PeerAddress peer{};
+  // push, device_online, push_returned: the device and the connection that holds it.
+  std::uint64_t device = 0;
+  std::uint32_t slot = 0;
+  std::uint32_t conn_generation = 0;
+  // push, push_returned: when the master read it from the FIFO (unix ns, strictly rising:
+  // it orders a device's pushes when some come back)
+  std::int64_t queued_at_ns = 0;
+  // push_returned: more pushes of the same closed connection follow, in order; the master
+  // puts the whole batch back at the front of the device's offline queue at once.
+  bool more = false;
 };
+
+// Whether a command carries a payload after the fixed part.
+constexpr bool carries_payload(Cmd cmd) noexcept {
+  return cmd == Cmd::push || cmd == Cmd::push_returned;
+}
 static_assert(std::is_trivially_copyable_v<Message>);
 
 // Would-block is a value, not an error.
@@ -38,18 +75,21 @@ bool make_pair(Fd& master_end, Fd& worker_end) noexcept;
 
 // Sends `message`, with `pass_fd` attached when it is >= 0. The caller still owns pass_fd.
 Io send(int channel, const Message& message, int pass_fd = -1) noexcept;
+// Sends `message` followed by `payload` (at most kMaxPayload bytes) as one record.
+Io send(int channel, const Message& message, std::string_view payload) noexcept;
 
 struct Received {
   Io io = Io::error;
   Message message{};
   Fd fd;  // the passed socket, for Cmd::new_connection
+  std::string payload;  // for the commands that carry_payload()
   // new_connection arrived but its socket did not: the receiver had no free descriptor
   // (EMFILE), so the kernel closed it. The message (and its peer) is still valid.
   bool fd_lost = false;
 };
 // Receives one message. A message of the wrong size, a foreign control part (not
 // SCM_RIGHTS), or an fd on a command that carries none is Io::error; any descriptor that
-// came with it is closed. A new_connection whose fd was dropped (MSG_CTRUNC) is Io::ok with
+// came with it is closed. A payload on a command that carries none is Io::error too. A new_connection whose fd was dropped (MSG_CTRUNC) is Io::ok with
 // fd_lost set.
 Received receive(int channel) noexcept;
 

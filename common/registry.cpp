@@ -17,10 +17,11 @@
 
 namespace iotsocket {
 
-namespace sqlite {
-void DbCloser::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
-void StmtFinalizer::operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
-}  // namespace sqlite
+using sqlite::bind_id;
+using sqlite::column_blob;
+using sqlite::column_text;
+using sqlite::errmsg;
+using sqlite::StmtUse;
 
 namespace {
 
@@ -83,43 +84,6 @@ std::string hashing_failed(DeviceId id) {
 
 // ---- SQLite helpers ----
 
-// Resets a statement when a call is done with it, so that no read transaction stays open
-// (an open one would keep WAL checkpoints from completing).
-class StmtUse {
- public:
-  explicit StmtUse(const sqlite::Stmt& stmt) noexcept : stmt_(stmt.get()) {}
-  StmtUse(const StmtUse&) = delete;
-  StmtUse& operator=(const StmtUse&) = delete;
-  ~StmtUse() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-  sqlite3_stmt* get() const noexcept { return stmt_; }
-
- private:
-  sqlite3_stmt* stmt_;
-};
-
-sqlite3_int64 to_sql(DeviceId id) noexcept { return static_cast<sqlite3_int64>(id.value); }
-
-bool bind_id(sqlite3_stmt* stmt, DeviceId id) noexcept {
-  return sqlite3_bind_int64(stmt, 1, to_sql(id)) == SQLITE_OK;
-}
-
-std::span<const unsigned char> column_blob(sqlite3_stmt* stmt, int column) noexcept {
-  const void* data = sqlite3_column_blob(stmt, column);
-  const int bytes = sqlite3_column_bytes(stmt, column);
-  if (data == nullptr || bytes <= 0) return {};
-  return {static_cast<const unsigned char*>(data), static_cast<std::size_t>(bytes)};
-}
-
-std::string_view column_text(sqlite3_stmt* stmt, int column) noexcept {
-  const unsigned char* text = sqlite3_column_text(stmt, column);
-  const int bytes = sqlite3_column_bytes(stmt, column);
-  if (text == nullptr || bytes <= 0) return {};
-  return {reinterpret_cast<const char*>(text), static_cast<std::size_t>(bytes)};
-}
-
 std::optional<protocol::Time> mark_from_sql(sqlite3_int64 ticks) noexcept {
   if (ticks <= 0) return std::nullopt;  // 0: none recorded
   return protocol::Time{protocol::Tick{ticks}};
@@ -177,36 +141,11 @@ CREATE TABLE devices (
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kUpgrades));
 
-const char* errmsg(sqlite3* db) noexcept { return db != nullptr ? sqlite3_errmsg(db) : "out of memory"; }
-
-// Runs SQL that returns at most one value of interest (the first column of the first row).
-std::optional<std::string> query_text(sqlite3* db, const char* sql, std::string& error) {
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db, sql, -1, &raw, nullptr) != SQLITE_OK) {
-    error = std::string(sql) + ": " + errmsg(db);
-    return std::nullopt;
-  }
-  const sqlite::Stmt stmt(raw);
-  const int rc = sqlite3_step(raw);
-  if (rc == SQLITE_ROW) return std::string(column_text(raw, 0));
-  if (rc == SQLITE_DONE) return std::string();
-  error = std::string(sql) + ": " + errmsg(db);
-  return std::nullopt;
-}
-
-std::optional<std::string> exec(sqlite3* db, const char* sql) {
-  char* message = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) == SQLITE_OK) return std::nullopt;
-  std::string error = message != nullptr ? message : errmsg(db);
-  sqlite3_free(message);
-  return error;
-}
-
 // Checks the schema version and, when `upgrade`, brings an older schema (or none) up to
 // date. The caller holds the write lock.
 std::optional<std::string> check_version(sqlite3* db, bool upgrade) {
   std::string error;
-  const auto text = query_text(db, "PRAGMA user_version", error);
+  const auto text = sqlite::query_text(db, "PRAGMA user_version", error);
   if (!text) return error;
   int version = -1;
   std::from_chars(text->data(), text->data() + text->size(), version);
@@ -218,14 +157,7 @@ std::optional<std::string> check_version(sqlite3* db, bool upgrade) {
     return "schema version " + *text + " is older" + known +
            "; opening it for writing (iotsocketctl devices add/remove/enable, the server) upgrades it";
   }
-  for (int step = version; step < kSchemaVersion; ++step) {
-    if (auto failed = exec(db, kUpgrades[step])) {
-      return "upgrading the schema to version " + std::to_string(step + 1) + ": " + *failed;
-    }
-  }
-  const std::string set_version = "PRAGMA user_version = " + std::to_string(kSchemaVersion);
-  if (auto failed = exec(db, set_version.c_str())) return "setting the schema version: " + *failed;
-  return std::nullopt;
+  return sqlite::upgrade(db, kUpgrades, static_cast<std::size_t>(version));
 }
 
 // WAL: readers (the workers' logins) never wait for a writer (iotsocketctl). In WAL mode
@@ -235,18 +167,12 @@ std::optional<std::string> check_version(sqlite3* db, bool upgrade) {
 std::optional<std::string> prepare_schema(sqlite3* db, DeviceRegistry::Mode mode) {
   if (mode == DeviceRegistry::Mode::read_only) return check_version(db, false);
   std::string error;
-  const auto journal = query_text(db, "PRAGMA journal_mode = WAL", error);
+  const auto journal = sqlite::query_text(db, "PRAGMA journal_mode = WAL", error);
   if (!journal) return error;
   if (*journal != "wal") return "cannot use WAL journal mode (got '" + *journal + "')";
-  if (auto failed = exec(db, "PRAGMA synchronous = NORMAL")) return *failed;
+  if (auto failed = sqlite::exec(db, "PRAGMA synchronous = NORMAL")) return *failed;
   // Two processes may create a fresh file at once: the write lock decides which one.
-  if (auto failed = exec(db, "BEGIN IMMEDIATE")) return "locking: " + *failed;
-  if (auto failed = check_version(db, true)) {
-    exec(db, "ROLLBACK");
-    return failed;
-  }
-  if (auto failed = exec(db, "COMMIT")) return "committing the schema: " + *failed;
-  return std::nullopt;
+  return sqlite::change_schema(db, [db] { return check_version(db, true); });
 }
 
 }  // namespace
@@ -271,12 +197,10 @@ Expected<DeviceRegistry, std::string> DeviceRegistry::open(const std::string& pa
   const int flags = (mode == Mode::read_only ? SQLITE_OPEN_READONLY
                                              : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                     SQLITE_OPEN_NOMUTEX;
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
-  sqlite::Db db(raw);  // a handle comes back even when opening failed
-  if (rc != SQLITE_OK) return fail(std::string("cannot open: ") + errmsg(raw));
-  sqlite3_extended_result_codes(raw, 1);
-  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+  auto opened = sqlite::open(path, flags, kBusyTimeoutMs);
+  if (!opened) return fail(opened.error());
+  sqlite::Db db = std::move(*opened);
+  sqlite3* raw = db.get();
   if (auto failed = prepare_schema(raw, mode)) return fail(*failed);
 
   Statements s;
@@ -308,14 +232,7 @@ Expected<DeviceRegistry, std::string> DeviceRegistry::open(const std::string& pa
       {&s.commit, "COMMIT"},
       {&s.rollback, "ROLLBACK"},
   };
-  for (const auto& [stmt, text] : sql) {
-    sqlite3_stmt* prepared = nullptr;
-    if (sqlite3_prepare_v3(raw, text, -1, SQLITE_PREPARE_PERSISTENT, &prepared, nullptr) !=
-        SQLITE_OK) {
-      return fail(std::string("preparing \"") + text + "\": " + errmsg(raw));
-    }
-    stmt->reset(prepared);
-  }
+  if (auto failed = sqlite::prepare_all(raw, sql)) return fail(*failed);
   return DeviceRegistry(path, std::move(db), std::move(s));
 }
 
@@ -531,10 +448,6 @@ Expected<std::size_t, std::string> DeviceRegistry::import(std::span<const Device
     if (device.id.value > protocol::kMaxDeviceId) return Unexpected{std::string("device ID out of range")};
     if (!protocol::is_sendable_key(device.key)) return Unexpected{bad_key(device.id)};
   }
-  const auto run = [](const sqlite::Stmt& stmt) {
-    const StmtUse use(stmt);
-    return sqlite3_step(use.get()) == SQLITE_DONE;
-  };
   // Hash first: the write lock, which every worker's claim and release waits for, is then
   // held only for the inserts.
   std::vector<NewKey> hashed;
@@ -544,16 +457,16 @@ Expected<std::size_t, std::string> DeviceRegistry::import(std::span<const Device
     if (!one) return Unexpected{hashing_failed(device.id) + " (nothing imported)"};
     hashed.push_back(*one);
   }
-  if (!run(stmts_.begin)) return Unexpected{error("starting the import")};
+  if (!sqlite::run(stmts_.begin)) return Unexpected{error("starting the import")};
   for (const NewKey& device : hashed) {
     if (auto added = insert(device); !added) {
-      run(stmts_.rollback);
+      sqlite::run(stmts_.rollback);
       return Unexpected{added.error() + " (nothing imported)"};
     }
   }
-  if (!run(stmts_.commit)) {
+  if (!sqlite::run(stmts_.commit)) {
     std::string failed = error("committing the import");
-    run(stmts_.rollback);
+    sqlite::run(stmts_.rollback);
     return Unexpected{failed + " (nothing imported)"};
   }
   return devices.size();

@@ -11,7 +11,6 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -19,28 +18,14 @@
 #include <variant>
 #include <vector>
 
+#include "common/sqlite.hpp"
 #include "protocol/device_id.hpp"
 #include "protocol/expected.hpp"
 #include "protocol/time.hpp"
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace iotsocket {
 
 using protocol::DeviceId;
-
-namespace sqlite {
-// Owners of a connection and of a prepared statement.
-struct DbCloser {
-  void operator()(sqlite3* db) const noexcept;
-};
-struct StmtFinalizer {
-  void operator()(sqlite3_stmt* stmt) const noexcept;
-};
-using Db = std::unique_ptr<sqlite3, DbCloser>;
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
-}  // namespace sqlite
 
 // The outcome of a login. A disabled device is reported as such only to a caller that
 // gave the right key; with a wrong key it is wrong_key, so that a key guesser learns

@@ -86,6 +86,16 @@ struct Limits {
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 
+// The push path (backend -> devices) and the offline queue.
+struct Push {
+  std::string offline_db;                // empty: offline-push.db beside devices.sqlite
+  std::uint32_t offline_max = 100;       // queued pushes per offline device; 0 = no queue
+  Duration offline_max_age = std::chrono::hours(24);
+  std::uint64_t write_queue = 256 * 1024;  // unsent push bytes per connection before it closes
+
+  friend bool operator==(const Push&, const Push&) = default;
+};
+
 struct Log {
   std::string level = "info";  // trace | debug | info | warn | error | critical | off
 
@@ -104,6 +114,7 @@ struct Config {
   Timeouts timeouts;
   Protocol protocol;
   Limits limits;
+  Push push;
   Log log;
 
   friend bool operator==(const Config&, const Config&) = default;
@@ -132,5 +143,9 @@ LoadResult load_string(const std::string& text, const std::string& name,
 
 // Worker count after resolving `auto`.
 unsigned effective_workers(const Config& config);
+
+// push.offline_db, or by default offline-push.db beside devices.sqlite: the offline queue
+// is state like the registry.
+std::string offline_db_path(const Config& config);
 
 }  // namespace iotsocket::config

@@ -90,4 +90,9 @@ unsigned effective_workers(const Config& config) {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+std::string offline_db_path(const Config& config) {
+  if (!config.push.offline_db.empty()) return config.push.offline_db;
+  return (std::filesystem::path(config.devices.sqlite).parent_path() / "offline-push.db").string();
+}
+
 }  // namespace iotsocket::config

@@ -14,6 +14,7 @@ using Node = const YAML::Node&;
 using At = const Where&;
 using Field = Reader::Field;
 constexpr std::uint32_t kMaxU32 = std::numeric_limits<std::uint32_t>::max();
+constexpr std::uint64_t kMinWriteQueue = 64 * 1024;
 
 bool is_ip_literal(const std::string& text) {
   unsigned char buffer[sizeof(in6_addr)];
@@ -173,6 +174,17 @@ void read_protocol(Reader& r, Node node, At at, Protocol& protocol) {
   r.mapping(node, at, fields);
 }
 
+// One maximal push frame must fit, or a device could never receive the largest push.
+void read_write_queue(Reader& r, Node node, At at, std::uint64_t& out) {
+  std::uint64_t bytes = out;
+  r.size(node, at, bytes);
+  if (bytes < kMinWriteQueue) {
+    return r.error(at, "expected at least 64KiB (one push frame of the largest size), got '" +
+                           node.Scalar() + "'");
+  }
+  out = bytes;
+}
+
 void read_limits(Reader& r, Node node, At at, Limits& limits) {
   const Field fields[] = {
       {"max_connections",
@@ -180,6 +192,16 @@ void read_limits(Reader& r, Node node, At at, Limits& limits) {
       {"per_ip", [&](Node v, At w) { r.integer<std::uint32_t>(v, w, 0, kMaxU32, limits.per_ip); }},
       {"max_devices",
        [&](Node v, At w) { r.integer<std::uint32_t>(v, w, 1, kMaxU32, limits.max_devices); }}};
+  r.mapping(node, at, fields);
+}
+
+void read_push(Reader& r, Node node, At at, Push& push) {
+  const Field fields[] = {
+      {"offline_db", [&](Node v, At w) { r.path(v, w, push.offline_db); }},
+      {"offline_max",
+       [&](Node v, At w) { r.integer<std::uint32_t>(v, w, 0, 1'000'000, push.offline_max); }},
+      {"offline_max_age", [&](Node v, At w) { r.duration(v, w, push.offline_max_age); }},
+      {"write_queue", [&](Node v, At w) { read_write_queue(r, v, w, push.write_queue); }}};
   r.mapping(node, at, fields);
 }
 
@@ -227,6 +249,7 @@ Config read_config(Reader& r, const YAML::Node& root) {
                           {"timeouts", [&](Node v, At w) { read_timeouts(r, v, w, c.timeouts); }},
                           {"protocol", [&](Node v, At w) { read_protocol(r, v, w, c.protocol); }},
                           {"limits", [&](Node v, At w) { read_limits(r, v, w, c.limits); }},
+                          {"push", [&](Node v, At w) { read_push(r, v, w, c.push); }},
                           {"log", [&](Node v, At w) { read_log(r, v, w, c.log); }}};
   r.mapping(root, where_of("", root.Mark()), fields);
   return c;

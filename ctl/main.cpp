@@ -1,5 +1,7 @@
 // iotsocketctl: the operator's command. `devices ...` manages the device registry named
-// by the config file (devices.sqlite); nothing else of the config is used here.
+// by the config file (devices.sqlite); `status` and `push` talk to the running server
+// (its shared device table and push FIFO), and so do `devices disable/remove`, which close
+// the device's live connection.
 #include <iostream>
 #include <optional>
 #include <string>
@@ -8,6 +10,7 @@
 
 #include "config/config.hpp"
 #include "ctl/devices.hpp"
+#include "ctl/server.hpp"
 #include "protocol/device_id.hpp"
 
 namespace {
@@ -28,14 +31,14 @@ DeviceId device_id(const std::string& checked_text) {
   return *protocol::parse_device_id(checked_text);  // the validator ran first
 }
 
-// The registry file the config names, or nullopt after printing why there is none.
-std::optional<std::string> registry_path(const std::string& config_file) {
-  const auto loaded = config::load_file(config_file);
+// The config, or nullopt after printing why there is none.
+std::optional<config::Config> load_config(const std::string& config_file) {
+  auto loaded = config::load_file(config_file);
   if (!loaded) {
     for (const auto& error : loaded.error()) ctl::fail(error.to_string());
     return std::nullopt;
   }
-  return loaded->devices.sqlite;
+  return std::move(*loaded);
 }
 
 }  // namespace
@@ -77,6 +80,15 @@ int main(int argc, char** argv) {
                    "Hash keys with 1 PBKDF2 iteration instead of 4096: only for keys that are "
                    "long random strings (as `devices add` generates), never for chosen ones");
 
+  CLI::App* status = app.add_subcommand(
+      "status", "Connected devices (worker, peer, since) and per-worker counts, live");
+
+  std::string payload;
+  CLI::App* push = app.add_subcommand(
+      "push", "Send PAYLOAD to device ID through the push FIFO (queued if it is offline)");
+  push->add_option("ID", id, "Device ID")->required()->check(kDeviceId);
+  push->add_option("PAYLOAD", payload, "The bytes to send (5 to 62534)")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -84,16 +96,23 @@ int main(int argc, char** argv) {
     return code == 0 ? ctl::kExitOk : ctl::kExitUsage;
   }
 
-  const auto registry = registry_path(config_file);
-  if (!registry) return ctl::kExitFailed;
+  const auto config = load_config(config_file);
+  if (!config) return ctl::kExitFailed;
+  if (*status) return ctl::status(*config);
+  if (*push) return ctl::push(*config, device_id(id), payload);
+  const std::string& registry = config->devices.sqlite;
+  // A revoked device loses its live connection too (within a second, on any worker).
+  const auto revoke = [&](int code) {
+    return code == ctl::kExitOk ? ctl::close_live(*config, device_id(id)) : code;
+  };
   if (*add) {
-    return ctl::devices_add(*registry, device_id(id),
+    return ctl::devices_add(registry, device_id(id),
                             key_option->count() > 0 ? std::optional<std::string>(key) : std::nullopt);
   }
-  if (*list) return ctl::devices_list(*registry);
-  if (*remove) return ctl::devices_remove(*registry, device_id(id));
-  if (*disable) return ctl::devices_set_enabled(*registry, device_id(id), false);
-  if (*enable) return ctl::devices_set_enabled(*registry, device_id(id), true);
-  if (*import) return ctl::devices_import(*registry, import_file, fast_hash);
+  if (*list) return ctl::devices_list(registry);
+  if (*remove) return revoke(ctl::devices_remove(registry, device_id(id)));
+  if (*disable) return revoke(ctl::devices_set_enabled(registry, device_id(id), false));
+  if (*enable) return ctl::devices_set_enabled(registry, device_id(id), true);
+  if (*import) return ctl::devices_import(registry, import_file, fast_hash);
   return ctl::kExitUsage;  // unreachable: a subcommand is required
 }

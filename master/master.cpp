@@ -4,6 +4,7 @@
 //   accept -> caps (max_connections, per source IP) -> least-loaded Ready worker -> SCM_RIGHTS
 //   SIGCHLD -> reap, release the dead worker's devices in the registry, respawn
 //   SIGTERM / SIGINT -> stop accepting, tell workers to shut down, wait, exit
+//   push FIFO -> PushRouter -> the holding worker's channel, or the offline queue
 #include "master/master.hpp"
 
 #include <signal.h>
@@ -26,7 +27,11 @@
 #include "common/log.hpp"
 #include "common/net.hpp"
 #include "common/registry.hpp"
+#include "master/offline_queue.hpp"
+#include "master/push_fifo.hpp"
+#include "master/push_router.hpp"
 #include "protocol/time.hpp"
+#include "shm/device_table.hpp"
 #include "worker/worker.hpp"
 
 namespace iotsocket::master {
@@ -47,7 +52,25 @@ constexpr auto kParkedRetry = 1ms;
 constexpr std::uint64_t kSignalTag = 1ULL << 62;
 constexpr std::uint64_t kListenerTag = 1ULL << 61;
 constexpr std::uint64_t kWorkerTag = 1ULL << 60;
+constexpr std::uint64_t kPushFifoTag = 1ULL << 59;
 
+// Bytes of the push FIFO read per loop pass: the loop stays fair to accept and the workers.
+constexpr std::size_t kPushReadBudget = 1 << 20;
+// Pushes waiting for room in the workers' channels. Beyond this the master stops reading
+// the push FIFO, so that the backend's writes block instead of anything being dropped.
+constexpr std::size_t kMaxOutboxBytes = 32 << 20;
+constexpr auto kOfflineExpiryInterval = 60s;
+
+// A message for a worker whose channel was full, with the payload it carries.
+struct Outgoing {
+  channel::Message message;
+  std::string payload;
+};
+// What one waiting message costs in memory: with small pushes the bookkeeping, not the
+// payload, is most of it.
+std::size_t queued_size(const std::string& payload) {
+  return sizeof(Outgoing) + payload.capacity() + 16;
+}
 enum class WorkerState { starting, ready, exited };
 
 struct WorkerSlot {
@@ -59,6 +82,9 @@ struct WorkerSlot {
   steady_clock::time_point respawn_at{};  // when exited: not before this
   std::uint32_t connections = 0;
   std::unordered_map<IpKey, std::uint32_t, IpKeyHash> per_ip;
+  std::deque<Outgoing> outbox;  // in order, behind anything not yet sent
+  std::size_t outbox_bytes = 0;
+  bool writable_watched = false;
 };
 
 // Refusals at accept are counted and logged once a second, not once per connection: a
@@ -86,6 +112,13 @@ class Master {
   void hand_off_parked();
   WorkerSlot* least_loaded(const std::vector<const WorkerSlot*>& skip = {});
   void on_worker(std::size_t index);
+  bool send_to(std::uint32_t index, const channel::Message& m, std::string payload);
+  void flush_outbox(WorkerSlot& w);
+  void watch_writable(WorkerSlot& w, bool on);
+  std::size_t outbox_bytes() const;
+  bool open_push_path();
+  void on_push_fifo();
+  void set_reading_pushes(bool on);
   void forget_connection(WorkerSlot& w, const IpKey& ip);
   void reap();
   void worker_gone(WorkerSlot& w, int status);
@@ -101,6 +134,13 @@ class Master {
   Fd epoll_;
   Fd signals_;
   std::optional<DeviceRegistry> registry_;
+  std::optional<shm::DeviceTable> table_;
+  std::optional<OfflineQueue> offline_;
+  std::optional<PushFifo> push_fifo_;
+  std::optional<PushRouter> router_;
+  bool reading_pushes_ = false;
+  protocol::Time replay_floor_{};
+  steady_clock::time_point next_expiry_{};
 
   std::unordered_map<IpKey, std::uint32_t, IpKeyHash> per_ip_;
   std::uint32_t connections_ = 0;
@@ -166,12 +206,125 @@ bool Master::start() {
     spdlog::warn("{} devices were still marked connected by an earlier run that did not stop "
                  "cleanly; released", leftover);
   }
+  // A segment still there is one a run left behind that did not stop cleanly: its live
+  // devices' last marks never reached the registry, so logins start above anything that
+  // run could have accepted (TIME may run up to the tolerance ahead of the clock).
+  if (shm::DeviceTable::attach(config_.runtime.shm_name)) {
+    replay_floor_ = protocol::to_time(std::chrono::system_clock::now()) +
+                    std::chrono::duration_cast<protocol::Tick>(config_.protocol.time_tolerance);
+  }
+  auto table = shm::DeviceTable::create(config_.runtime.shm_name, config_.limits.max_devices,
+                                       static_cast<std::uint32_t>(workers_.size()));
+  if (!table) {
+    spdlog::critical("runtime.shm_name: {}", table.error());
+    return false;
+  }
+  table_.emplace(std::move(*table));
+  if (!open_push_path()) return false;
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     if (!spawn(i)) return false;
   }
   spdlog::info("started {} workers, max {} connections, {} per source address",
                workers_.size(), config_.limits.max_connections, config_.limits.per_ip);
   return true;
+}
+
+bool Master::open_push_path() {
+  auto offline = OfflineQueue::open(OfflineOptions{
+      .path = config::offline_db_path(config_),
+      .max_per_device = config_.push.offline_max,
+      .max_age = std::chrono::duration_cast<std::chrono::seconds>(config_.push.offline_max_age)});
+  if (!offline) {
+    spdlog::critical("push.offline_db: {}", offline.error());
+    return false;
+  }
+  offline_.emplace(std::move(*offline));
+  if (offline_->total() > 0) {
+    spdlog::info("offline queue {}: {} pushes wait for their devices", offline_->path(),
+                 offline_->total());
+  }
+  auto fifo = PushFifo::open(config_.fifo.push);
+  if (!fifo) {
+    spdlog::critical("{}", fifo.error());
+    return false;
+  }
+  push_fifo_.emplace(std::move(*fifo));
+  router_.emplace(config_, *table_, *offline_, *registry_,
+                  [this](std::uint32_t worker, const channel::Message& m, std::string payload) {
+                    return send_to(worker, m, std::move(payload));
+                  });
+  epoll_event ev{};
+  ev.data.u64 = kPushFifoTag;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, push_fifo_->fd(), &ev);
+  set_reading_pushes(true);
+  return true;
+}
+
+void Master::set_reading_pushes(bool on) {
+  if (reading_pushes_ == on || !push_fifo_) return;
+  epoll_event ev{};
+  ev.events = on ? std::uint32_t{EPOLLIN} : 0u;
+  ev.data.u64 = kPushFifoTag;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, push_fifo_->fd(), &ev) == 0) reading_pushes_ = on;
+}
+
+void Master::on_push_fifo() {
+  const bool ok = push_fifo_->read_available(
+      kPushReadBudget,
+      [this](protocol::Record record) { router_->route(record.device, std::move(record.payload)); },
+      [this](std::string_view reason, std::string_view line) {
+        spdlog::warn("bad push record skipped: reason={} line='{}'", reason, line);
+      });
+  if (!ok) spdlog::error("reading {} failed: {}", push_fifo_->path(), std::strerror(errno));
+  if (outbox_bytes() > kMaxOutboxBytes) set_reading_pushes(false);
+}
+
+// ---- messages to workers --------------------------------------------------------------
+
+bool Master::send_to(std::uint32_t index, const channel::Message& m, std::string payload) {
+  if (index >= workers_.size()) return false;
+  WorkerSlot& w = workers_[index];
+  if (w.state == WorkerState::exited || !w.channel) return false;
+  channel::Message message = m;
+  message.generation = w.generation;
+  if (w.outbox.empty()) {
+    const channel::Io io = channel::send(w.channel.get(), message, payload);
+    if (io == channel::Io::ok) return true;
+    if (io != channel::Io::would_block) {
+      spdlog::warn("sendmsg() to worker {} failed: {}", index, std::strerror(errno));
+      return false;
+    }
+  }
+  w.outbox_bytes += queued_size(payload);
+  w.outbox.push_back(Outgoing{message, std::move(payload)});
+  watch_writable(w, true);
+  return true;
+}
+
+void Master::flush_outbox(WorkerSlot& w) {
+  while (!w.outbox.empty()) {
+    Outgoing& o = w.outbox.front();
+    const channel::Io io = channel::send(w.channel.get(), o.message, o.payload);
+    if (io == channel::Io::would_block) return;
+    if (io != channel::Io::ok) return;  // the worker is going; worker_gone() requeues the rest
+    w.outbox_bytes -= queued_size(o.payload);
+    w.outbox.pop_front();
+  }
+  watch_writable(w, false);
+}
+
+void Master::watch_writable(WorkerSlot& w, bool on) {
+  if (w.writable_watched == on || !w.channel) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN | (on ? std::uint32_t{EPOLLOUT} : 0u);
+  ev.data.u64 = kWorkerTag | static_cast<std::uint64_t>(&w - workers_.data());
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, w.channel.get(), &ev) == 0) w.writable_watched = on;
+}
+
+std::size_t Master::outbox_bytes() const {
+  std::size_t total = 0;
+  for (const auto& w : workers_) total += w.outbox_bytes;
+  return total;
 }
 
 bool Master::spawn(std::size_t index) {
@@ -194,13 +347,18 @@ bool Master::spawn(std::size_t index) {
     master_end.reset();
     signals_.reset();
     epoll_.reset();
+    router_.reset();
+    push_fifo_.reset();
+    offline_.reset();
     registry_.reset();
     log::init("worker " + std::to_string(index),
               log::parse_level(config_.log.level).value_or(spdlog::level::info));
     int code = worker::run(worker::WorkerSetup{.config = &config_,
                                                .tls = tls_,
+                                               .table = &*table_,
                                                .channel = std::move(worker_end),
                                                .index = static_cast<unsigned>(index),
+                                               .replay_floor = replay_floor_,
                                                .generation = w.generation});
     spdlog::default_logger()->flush();
     ::_exit(code);
@@ -211,6 +369,7 @@ bool Master::spawn(std::size_t index) {
   w.started_at = steady_clock::now();
   w.connections = 0;
   w.per_ip.clear();
+  w.writable_watched = false;
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kWorkerTag | index;
@@ -359,6 +518,12 @@ void Master::on_worker(std::size_t index) {
       case channel::Cmd::connection_closed:
         forget_connection(w, ip_key_of(r.message.peer));
         break;
+      case channel::Cmd::device_online:
+        router_->device_online(static_cast<std::uint32_t>(index), r.message);
+        break;
+      case channel::Cmd::push_returned:
+        router_->returned(static_cast<std::uint32_t>(index), r.message, std::move(r.payload));
+        break;
       default:
         spdlog::warn("worker {} sent an unexpected command {}", index,
                      static_cast<int>(r.message.cmd));
@@ -395,12 +560,22 @@ void Master::worker_gone(WorkerSlot& w, int status) {
   w.per_ip.clear();
   w.state = WorkerState::exited;
   w.channel.reset();
-  // Its devices are free to log in elsewhere. Frames it accepted just before dying may
-  // not have reached the registry's replay mark: hold the floor above anything it could
-  // have accepted (TIME may run up to the tolerance ahead of the clock).
-  const auto floor = protocol::to_time(std::chrono::system_clock::now()) +
-                     std::chrono::duration_cast<protocol::Tick>(config_.protocol.time_tolerance);
-  registry_->release_owner(static_cast<std::int64_t>(w.pid), floor);
+  w.writable_watched = false;
+  // Its devices are free to log in elsewhere at once. Their replay marks in the table are
+  // current: a worker raises the mark before the frame goes anywhere, so a frame it died
+  // before marking reached no backend either.
+  const std::size_t freed =
+      table_->release_worker(static_cast<std::uint32_t>(index), protocol::Time{});
+  if (freed > 0) spdlog::info("worker {}: {} devices released from the device table", index, freed);
+  // Pushes it never received go back to their devices' queues.
+  for (auto& o : w.outbox) {
+    if (o.message.cmd == channel::Cmd::push) {
+      router_->requeue(protocol::DeviceId{o.message.device}, std::move(o.payload),
+                       o.message.queued_at_ns);
+    }
+  }
+  w.outbox.clear();
+  w.outbox_bytes = 0;
   if (stopping_) return;
   const bool crash_loop = steady_clock::now() - w.started_at < kRespawnDelayAfterCrashLoop;
   w.respawn_at = crash_loop ? steady_clock::now() + kRespawnDelayAfterCrashLoop : steady_clock::now();
@@ -456,6 +631,11 @@ void Master::begin_shutdown() {
 
 void Master::tick(steady_clock::time_point now) {
   hand_off_parked();
+  if (!reading_pushes_ && outbox_bytes() <= kMaxOutboxBytes / 2) set_reading_pushes(true);
+  if (now >= next_expiry_) {
+    next_expiry_ = now + kOfflineExpiryInterval;
+    router_->expire(std::chrono::system_clock::now());
+  }
   if (!stopping_ && !accepting_ && now >= accept_resume_at_ && least_loaded() != nullptr &&
       parked_.size() < kMaxParked) {
     set_accepting(true);
@@ -519,10 +699,14 @@ int Master::run() {
       } else if (tag & kListenerTag) {
         if (accepting_ && index < listeners_.size()) on_listener(index);
       } else if (tag & kWorkerTag) {
+        if (workers_[index].channel && (events[i].events & EPOLLOUT)) flush_outbox(workers_[index]);
         if (workers_[index].channel) on_worker(index);
+      } else if (tag == kPushFifoTag) {
+        on_push_fifo();
       }
     }
   }
+  table_->unlink();
   spdlog::info("stopped");
   return 0;
 }

@@ -5,7 +5,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/fd.hpp"
 #include "common/net.hpp"
@@ -13,9 +16,26 @@
 #include "protocol/decoder.hpp"
 #include "protocol/replay.hpp"
 #include "protocol/session.hpp"
+#include "protocol/time.hpp"
 #include "worker/deadlines.hpp"
 
 namespace iotsocket::worker {
+
+// Push frames framed for the device and not yet written. Allocated only while there is
+// something to write: most connections never have a push in flight, and an empty queue
+// costs one pointer.
+struct WriteQueue {
+  struct Entry {
+    std::size_t end = 0;  // offset in `bytes` just past this push's frame
+    std::string payload;  // kept to hand it back when the connection closes first
+    std::int64_t queued_at_ns = 0;
+  };
+  std::string bytes;
+  std::size_t written = 0;    // bytes[0, written) are on the wire
+  std::size_t retry_len = 0;  // length of a write that must be repeated (TLS), else 0
+  std::vector<Entry> entries;  // in order; entries[i] is written when end <= written
+  std::size_t unsent() const noexcept { return bytes.size() - written; }
+};
 
 enum class ConnState : std::uint8_t {
   handshake,       // TLS handshake in progress
@@ -40,6 +60,8 @@ struct Connection {
   protocol::Session session;
   protocol::ReplayWindow replay{};  // the device's window while it is logged in here
   protocol::DeviceId claimed_device{~std::uint64_t{0}};  // DEVICE of the first frame, for logs
+  protocol::TimeStamper push_times;     // TIMEs of the push frames written to this device
+  std::unique_ptr<WriteQueue> out;      // null while nothing waits to be written
 
   ConnState state = ConnState::handshake;
   std::uint32_t slot = 0;        // index in the worker's connection table

@@ -57,6 +57,27 @@ Io read_some(Connection& c, char* buf, std::size_t cap, std::size_t& got) noexce
   }
 }
 
+Io write_some(Connection& c, const char* buf, std::size_t len, std::size_t& wrote) noexcept {
+  wrote = 0;
+  if (c.ssl) {
+    errno = 0;
+    ERR_clear_error();
+    int ret = SSL_write_ex(c.ssl.get(), buf, len, &wrote);
+    return ret == 1 ? Io::ok : classify(c.ssl.get(), ret);
+  }
+  for (;;) {
+    ssize_t n = ::send(c.fd.get(), buf, len, MSG_NOSIGNAL);
+    if (n >= 0) {
+      wrote = static_cast<std::size_t>(n);
+      return Io::ok;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return Io::want_write;
+    if (errno == ECONNRESET || errno == EPIPE) return Io::closed;
+    return Io::error;
+  }
+}
+
 bool has_buffered_input(const Connection& c) noexcept {
   return c.ssl && SSL_has_pending(c.ssl.get()) == 1;
 }

@@ -15,6 +15,10 @@ Io tls_handshake(Connection& c) noexcept;
 // Reads what is available into buf (up to cap bytes); `got` bytes were read on Io::ok.
 Io read_some(Connection& c, char* buf, std::size_t cap, std::size_t& got) noexcept;
 
+// Writes up to len bytes; `wrote` bytes were written on Io::ok. After want_read/want_write
+// the caller retries with the same bytes (OpenSSL's rule for a repeated SSL_write).
+Io write_some(Connection& c, const char* buf, std::size_t len, std::size_t& wrote) noexcept;
+
 // True when the TLS layer holds decrypted bytes that epoll cannot see.
 bool has_buffered_input(const Connection& c) noexcept;
 

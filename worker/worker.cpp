@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "common/log.hpp"
 #include "common/registry.hpp"
 #include "protocol/device_id.hpp"
+#include "protocol/encoder.hpp"
 #include "protocol/errors.hpp"
 #include "protocol/limits.hpp"
 #include "protocol/time.hpp"
@@ -47,6 +49,12 @@ constexpr std::uint64_t tag(std::uint32_t slot, std::uint32_t generation) {
 
 constexpr std::uint64_t kNoDevice = ~std::uint64_t{0};
 constexpr std::size_t kReadChunk = 16 * 1024;  // one TLS record
+constexpr std::size_t kWriteChunk = 16 * 1024;
+// Connection generations fit the device table's holder word (shm::Holder).
+constexpr std::uint32_t kGenerationMask = 0x0fffffff;
+// How often the worker looks at the device table for connections it must close: devices
+// revoked by iotsocketctl, and devices another connection took over (duplicate: replace).
+constexpr auto kHolderCheckInterval = std::chrono::milliseconds(200);
 constexpr int kMaxEvents = 256;
 // Each TLS handshake allocates and frees tens of KiB between long-lived connection state,
 // and glibc keeps the freed holes resident. After a burst of handshakes, malloc_trim()
@@ -55,6 +63,12 @@ constexpr std::uint32_t kTrimAfterHandshakes = 1000;
 constexpr auto kTrimInterval = std::chrono::seconds(10);
 
 protocol::Time wall_now() { return protocol::to_time(std::chrono::system_clock::now()); }
+
+std::int64_t unix_seconds_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 // The highest TIME accepted for a device: what the registry keeps between sessions.
 protocol::Time high_mark(const protocol::ReplayWindow& w) {
@@ -68,9 +82,12 @@ class Worker {
   Worker(WorkerSetup setup, DeviceRegistry registry, InboundSink sink, Fd epoll)
       : config_(*setup.config),
         tls_(setup.tls),
+        table_(*setup.table),
+        counters_(table_.counters(setup.index)),
+        index_(setup.index),
         channel_(std::move(setup.channel)),
         generation_(setup.generation),
-        owner_(static_cast<std::int64_t>(::getpid())),
+        replay_floor_(setup.replay_floor),
         registry_(std::move(registry)),
         sink_(std::move(sink)),
         epoll_(std::move(epoll)),
@@ -88,6 +105,21 @@ class Worker {
   void on_channel() noexcept;
   void adopt(Fd socket, const PeerAddress& peer) noexcept;
   void say_to_master(channel::Cmd cmd, const PeerAddress& peer = {}) noexcept;
+  void send_to_master(const channel::Message& m, std::string payload = {}) noexcept;
+  void flush_outbox() noexcept;
+  void watch_channel_writable(bool on) noexcept;
+
+  // pushes
+  void on_push(channel::Received& r) noexcept;
+  void queue_push(Connection& c, std::string payload, std::int64_t queued_at_ns) noexcept;
+  bool write_pending(Connection& c) noexcept;
+  void return_unsent(Connection& c) noexcept;
+  shm::Holder holder_of(const Connection& c) const noexcept {
+    return shm::Holder{.worker = index_, .slot = c.slot, .conn_generation = c.generation};
+  }
+  void check_holds(SteadyTime now) noexcept;
+  bool claim_device(Connection& c, const protocol::FrameView& frame, protocol::Time now,
+                    protocol::Time kept_mark, shm::ClaimResult& claim) noexcept;
 
   // connections
   Connection* lookup(std::uint64_t data) noexcept;
@@ -124,9 +156,12 @@ class Worker {
 
   const config::Config& config_;
   SSL_CTX* tls_;
+  shm::DeviceTable& table_;
+  shm::WorkerCounters& counters_;
+  std::uint32_t index_;
   Fd channel_;
   std::uint32_t generation_;
-  std::int64_t owner_;  // this process in the registry's claims
+  protocol::Time replay_floor_;
   DeviceRegistry registry_;
   InboundSink sink_;
   Fd epoll_;
@@ -141,6 +176,14 @@ class Worker {
   int sink_watched_fd_ = -1;
   bool fd_shortage_logged_ = false;
   std::uint32_t handshakes_since_trim_ = 0;
+  struct Outgoing {
+    channel::Message message;
+    std::string payload;
+  };
+  std::deque<Outgoing> outbox_;  // messages to the master while its channel is full
+  bool channel_writable_watched_ = false;
+  std::uint64_t seen_close_epoch_ = 0;
+  SteadyTime next_holder_check_{};
   SteadyTime last_trim_{};
   bool stopping_ = false;
 };
@@ -155,11 +198,49 @@ bool Worker::watch_channel() noexcept {
 }
 
 void Worker::say_to_master(channel::Cmd cmd, const PeerAddress& peer) noexcept {
-  channel::Message m{.cmd = cmd, .generation = generation_, .peer = peer};
-  // The channel's buffer holds thousands of messages; if it is full the master is wedged,
-  // and the per-IP count of this peer stays one too high until the next respawn.
-  if (channel::send(channel_.get(), m) != channel::Io::ok) {
-    spdlog::warn("cannot tell the master (cmd {}): {}", static_cast<int>(cmd), std::strerror(errno));
+  send_to_master(channel::Message{.cmd = cmd, .generation = generation_, .peer = peer});
+}
+
+// Messages keep their order: while any wait in the outbox, new ones queue behind them.
+void Worker::send_to_master(const channel::Message& m, std::string payload) noexcept {
+  if (outbox_.empty()) {
+    const channel::Io io = channel::carries_payload(m.cmd)
+                               ? channel::send(channel_.get(), m, payload)
+                               : channel::send(channel_.get(), m);
+    if (io == channel::Io::ok) return;
+    if (io != channel::Io::would_block) {
+      spdlog::warn("cannot tell the master (cmd {}): {}", static_cast<int>(m.cmd),
+                   std::strerror(errno));
+      return;
+    }
+  }
+  outbox_.push_back(Outgoing{m, std::move(payload)});
+  watch_channel_writable(true);
+}
+
+void Worker::flush_outbox() noexcept {
+  while (!outbox_.empty()) {
+    const Outgoing& o = outbox_.front();
+    const channel::Io io = channel::carries_payload(o.message.cmd)
+                               ? channel::send(channel_.get(), o.message, o.payload)
+                               : channel::send(channel_.get(), o.message);
+    if (io == channel::Io::would_block) return;
+    if (io != channel::Io::ok) {
+      spdlog::warn("cannot tell the master (cmd {}): {}", static_cast<int>(o.message.cmd),
+                   std::strerror(errno));
+    }
+    outbox_.pop_front();
+  }
+  watch_channel_writable(false);
+}
+
+void Worker::watch_channel_writable(bool on) noexcept {
+  if (channel_writable_watched_ == on) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN | (on ? std::uint32_t{EPOLLOUT} : 0u);
+  ev.data.u64 = tag(kChannelSlot, 0);
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, channel_.get(), &ev) == 0) {
+    channel_writable_watched_ = on;
   }
 }
 
@@ -191,6 +272,8 @@ void Worker::on_channel() noexcept {
     } else if (r.message.cmd == channel::Cmd::new_connection) {
       fd_shortage_logged_ = false;
       adopt(std::move(r.fd), r.message.peer);
+    } else if (r.message.cmd == channel::Cmd::push) {
+      on_push(r);
     } else if (r.message.cmd == channel::Cmd::shutdown) {
       spdlog::info("shutdown requested by the master");
       stopping_ = true;
@@ -209,7 +292,9 @@ void Worker::adopt(Fd socket, const PeerAddress& peer) noexcept {
   }
   auto c = std::make_unique<Connection>(std::move(socket), peer, limits_);
   c->slot = slot;
-  c->generation = next_generation_++;
+  c->generation = next_generation_;
+  next_generation_ = (next_generation_ + 1) & kGenerationMask;
+  if (next_generation_ == 0) next_generation_ = 1;
   c->accepted_at = steady_clock::now();
   if (tls_ != nullptr) {
     c->ssl.reset(SSL_new(tls_));
@@ -227,6 +312,7 @@ void Worker::adopt(Fd socket, const PeerAddress& peer) noexcept {
   Connection& conn = *c;
   slots_[slot] = std::move(c);
   ++live_connections_;
+  counters_.connections.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("accepted peer={}", peer.to_string());
 
   epoll_event ev{};
@@ -263,6 +349,7 @@ void Worker::on_connection_event(Connection& c, std::uint32_t events) noexcept {
 
 void Worker::drive(Connection& c) noexcept {
   if (c.state == ConnState::handshake && !advance_handshake(c)) return;
+  if (c.out && !write_pending(c)) return;
   if (c.state != ConnState::handshake && !c.paused) read_frames(c);
 }
 
@@ -356,11 +443,19 @@ bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcep
   const protocol::Time now = wall_now();
   if (c.state == ConnState::awaiting_login) {
     if (!log_in(c, frame, now)) return false;
-  } else if (auto error = c.session.admit(frame, now, c.replay)) {
-    close(c, protocol::name(*error), Why::rejected);
-    return false;
+  } else {
+    if (!table_.holds(*c.session.device(), holder_of(c))) {
+      close(c, "replaced");  // another login took the device over (devices.duplicate: replace)
+      return false;
+    }
+    if (auto error = c.session.admit(frame, now, c.replay)) {
+      close(c, protocol::name(*error), Why::rejected);
+      return false;
+    }
+    table_.raise_replay_mark(frame.device, frame.time);
   }
   c.last_frame_at = steady_clock::now();
+  counters_.frames_in.fetch_add(1, std::memory_order_relaxed);
   // Room was checked before next(); a refusal here is a broken invariant, never silent.
   if (!sink_.append(frame.device, frame.body)) {
     spdlog::critical("inbound sink refused a frame of device={} after has_room(); record lost",
@@ -380,22 +475,81 @@ bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::T
   LoginCheck check = registry_.verify(frame.device, frame.key);
   if (check != LoginCheck::ok) return reject(name(check));
 
-  Claim claim = registry_.claim(frame.device, owner_);
-  if (claim.status == ClaimStatus::already_connected) return reject("duplicate_login");
-  if (claim.status != ClaimStatus::claimed) return reject("registry_error");
-
-  c.replay = protocol::ReplayWindow::starting_at(claim.replay_mark);
+  // The registry keeps the mark across server restarts, the table across reconnects.
+  const protocol::Time kept =
+      std::max(replay_floor_, registry_.replay_mark(frame.device).value_or(protocol::Time{}));
+  shm::ClaimResult claim;
+  if (!claim_device(c, frame, now, kept, claim)) return false;
+  const protocol::Time mark = std::max(claim.replay_mark, kept);
+  c.replay = protocol::ReplayWindow::starting_at(mark);
+  c.push_times = protocol::TimeStamper(claim.push_mark);
   if (auto error = c.session.admit(frame, now, c.replay)) {
-    registry_.release(frame.device, owner_, claim.replay_mark);
+    table_.release(frame.device, holder_of(c));
     return reject(protocol::name(*error));
   }
+  table_.raise_replay_mark(frame.device, frame.time);
   c.state = ConnState::live;
+  counters_.devices.fetch_add(1, std::memory_order_relaxed);
   schedule(c);
   spdlog::info("login device={} peer={}", protocol::to_string(frame.device), c.peer.to_string());
+  // The master sends what waits in the device's offline queue.
+  send_to_master(channel::Message{.cmd = channel::Cmd::device_online,
+                                  .generation = generation_,
+                                  .peer = c.peer,
+                                  .device = frame.device.value,
+                                  .slot = c.slot,
+                                  .conn_generation = c.generation});
+  return true;
+}
+
+// Clone protection (PROTOCOL.md): one connection per device across all workers, decided by
+// one compare-and-swap in the device table. False when the connection was closed.
+bool Worker::claim_device(Connection& c, const protocol::FrameView& frame, protocol::Time now,
+                          protocol::Time kept_mark, shm::ClaimResult& claim) noexcept {
+  const shm::Holder me = holder_of(c);
+  claim = table_.claim(frame.device, me, c.peer, unix_seconds_now());
+  if (claim.status == shm::ClaimStatus::held) {
+    const auto other = table_.find(frame.device);
+    const std::string other_peer = other ? other->peer.to_string() : std::string("-");
+    if (config_.devices.duplicate == config::DuplicatePolicy::replace) {
+      // A stale or replayed frame must not displace the device's live connection: the
+      // time checks come before the takeover (the session repeats them after it).
+      std::optional<protocol::FrameError> stale;
+      if (!protocol::within_tolerance(frame.time, now, limits_.time_tolerance)) {
+        stale = protocol::FrameError::time_skew;
+      } else if (frame.time <= std::max(claim.replay_mark, kept_mark)) {
+        stale = protocol::FrameError::replayed_time;
+      }
+      if (stale) {
+        close(c, protocol::name(*stale), Why::rejected);
+        return false;
+      }
+      claim = table_.take_over(frame.device, claim.previous, me, c.peer, unix_seconds_now());
+      if (claim.status == shm::ClaimStatus::claimed) {
+        spdlog::warn("duplicate login device={} peer={}: replaces the connection from peer={} "
+                     "(devices.duplicate: replace)",
+                     protocol::to_string(frame.device), c.peer.to_string(), other_peer);
+        return true;
+      }
+    }
+    if (claim.status == shm::ClaimStatus::held) {
+      spdlog::warn("duplicate login device={} peer={}: already connected from peer={}; refused",
+                   protocol::to_string(frame.device), c.peer.to_string(), other_peer);
+      close(c, "duplicate_login", Why::rejected);
+      return false;
+    }
+  }
+  if (claim.status == shm::ClaimStatus::table_full) {
+    spdlog::error("device table full ({} devices, limits.max_devices); device={} refused",
+                  table_.capacity(), protocol::to_string(frame.device));
+    close(c, "device_table_full", Why::rejected);
+    return false;
+  }
   return true;
 }
 
 void Worker::set_interest(Connection& c, std::uint32_t events) noexcept {
+  if (c.out && c.out->unsent() > 0) events |= EPOLLOUT;  // pushes wait to be written
   if (c.epoll_events == events) return;
   epoll_event ev{};
   ev.events = events;
@@ -429,9 +583,13 @@ void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
   const std::uint32_t slot = c.slot;
   if (c.state == ConnState::live) {
     if (auto id = c.session.device()) {
-      registry_.release(*id, owner_, high_mark(c.replay));
+      table_.release(*id, holder_of(c));  // false when it was replaced: then it is not ours
+      registry_.record_session_end(*id, std::chrono::system_clock::now(), high_mark(c.replay));
+      counters_.devices.fetch_sub(1, std::memory_order_relaxed);
     }
+    return_unsent(c);
   }
+  counters_.connections.fetch_sub(1, std::memory_order_relaxed);
   if (why == Why::rejected) {
     spdlog::warn("rejected device={} peer={} reason={}", device_text(c), c.peer.to_string(), reason);
   } else {
@@ -448,6 +606,143 @@ void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
 void Worker::close_all(std::string_view reason) noexcept {
   for (auto& c : slots_) {
     if (c) close(*c, reason);
+  }
+}
+
+// ---- pushes ---------------------------------------------------------------------------
+
+void Worker::on_push(channel::Received& r) noexcept {
+  const channel::Message& m = r.message;
+  Connection* c = lookup(tag(m.slot, m.conn_generation));
+  if (c == nullptr || c->state != ConnState::live || !c->session.device() ||
+      c->session.device()->value != m.device) {
+    // The connection closed while the push was on its way: back to the master.
+    send_to_master(channel::Message{.cmd = channel::Cmd::push_returned,
+                                    .generation = generation_,
+                                    .device = m.device,
+                                    .slot = m.slot,
+                                    .conn_generation = m.conn_generation,
+                                    .queued_at_ns = m.queued_at_ns},
+                   std::move(r.payload));
+    return;
+  }
+  queue_push(*c, std::move(r.payload), m.queued_at_ns);
+}
+
+// Frames the push behind what the connection has not written yet and writes what it can.
+// A device that does not read is closed once its unsent bytes exceed push.write_queue;
+// its unsent pushes go back to the master (and so to its offline queue).
+void Worker::queue_push(Connection& c, std::string payload, std::int64_t queued_at_ns) noexcept {
+  if (!c.out) c.out = std::make_unique<WriteQueue>();
+  WriteQueue& q = *c.out;
+  const std::size_t before = q.bytes.size();
+  const auto time = c.push_times.next(wall_now(), limits_.time_tolerance);
+  std::optional<protocol::FrameError> error;
+  if (time) error = protocol::append_push_frame(q.bytes, *c.session.device(), *time, payload);
+  if (error) {
+    // The master checked the payload (parse_record); this is a broken invariant.
+    spdlog::critical("device={} push not framed: {}; dropped", device_text(c),
+                     protocol::name(*error));
+    if (q.entries.empty() && q.unsent() == 0) c.out.reset();
+    return;
+  }
+  // Unframed (end past the bytes) when it cannot be sent: it is handed back with the rest.
+  q.entries.push_back(WriteQueue::Entry{.end = time ? q.bytes.size() : ~std::size_t{0},
+                                        .payload = std::move(payload),
+                                        .queued_at_ns = queued_at_ns});
+  if (!time) {
+    // More than one push per 0.1 ms for the whole time tolerance: the device would refuse
+    // TIMEs that far ahead of its clock.
+    close(c, "push_rate");
+    return;
+  }
+  if (q.unsent() > config_.push.write_queue && before > q.written) {
+    close(c, "write_queue_full");
+    return;
+  }
+  table_.raise_push_mark(*c.session.device(), *time);
+  if (q.retry_len == 0) write_pending(c);
+}
+
+// False when the connection was closed.
+bool Worker::write_pending(Connection& c) noexcept {
+  WriteQueue& q = *c.out;
+  while (q.unsent() > 0) {
+    const std::size_t len = q.retry_len != 0 ? q.retry_len : std::min(q.unsent(), kWriteChunk);
+    std::size_t wrote = 0;
+    switch (write_some(c, q.bytes.data() + q.written, len, wrote)) {
+      case Io::ok:
+        q.retry_len = 0;
+        q.written += wrote;
+        break;
+      case Io::want_write:
+      case Io::want_read:
+        q.retry_len = len;
+        set_interest(c, c.paused ? 0u : std::uint32_t{EPOLLIN});
+        return true;
+      case Io::closed:
+        close(c, "peer_closed");
+        return false;
+      case Io::error: {
+        int saved = errno;
+        spdlog::info("write failed device={} peer={}: {}", device_text(c), c.peer.to_string(),
+                     last_io_error(saved));
+        close(c, "write_error");
+        return false;
+      }
+    }
+    std::size_t done = 0;
+    while (done < q.entries.size() && q.entries[done].end <= q.written) ++done;
+    if (done > 0) {
+      counters_.pushes_out.fetch_add(done, std::memory_order_relaxed);
+      q.entries.erase(q.entries.begin(), q.entries.begin() + static_cast<std::ptrdiff_t>(done));
+    }
+  }
+  c.out.reset();  // all written: give the memory back
+  set_interest(c, c.paused ? 0u : std::uint32_t{EPOLLIN});
+  return true;
+}
+
+// Hands the pushes a closing connection did not write completely back to the master, in
+// order, as one batch. A push cut in the middle is sent again: at least once, not lost.
+void Worker::return_unsent(Connection& c) noexcept {
+  if (!c.out) return;
+  auto& entries = c.out->entries;
+  const std::uint64_t device = c.session.device() ? c.session.device()->value : 0;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    send_to_master(channel::Message{.cmd = channel::Cmd::push_returned,
+                                    .generation = generation_,
+                                    .device = device,
+                                    .slot = c.slot,
+                                    .conn_generation = c.generation,
+                                    .queued_at_ns = entries[i].queued_at_ns,
+                                    .more = i + 1 < entries.size()},
+                   std::move(entries[i].payload));
+  }
+  if (!entries.empty()) {
+    spdlog::info("device={} {} unsent pushes go back to its offline queue", device_text(c),
+                 entries.size());
+  }
+  c.out.reset();
+}
+
+// Closes connections that are no longer theirs to keep: the device was taken over by
+// another login, or iotsocketctl revoked it (disable, remove).
+void Worker::check_holds(SteadyTime now) noexcept {
+  if (now < next_holder_check_) return;
+  next_holder_check_ = now + kHolderCheckInterval;
+  const std::uint64_t epoch = table_.close_epoch();
+  const bool requests = epoch != seen_close_epoch_;
+  seen_close_epoch_ = epoch;
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    Connection* c = slots_[i].get();
+    if (c == nullptr || c->state != ConnState::live || !c->session.device()) continue;
+    const protocol::DeviceId id = *c->session.device();
+    if (!table_.holds(id, holder_of(*c))) {
+      close(*c, "replaced");
+    } else if (requests && table_.take_close_request(id)) {
+      close(*c, "revoked");
+    }
   }
 }
 
@@ -521,6 +816,9 @@ void Worker::flush_inbound() noexcept {
 
 int Worker::wait_timeout(SteadyTime now) const noexcept {
   int timeout = deadlines_.timeout_ms(now);
+  const auto check_ms = std::max<long long>(
+      std::chrono::ceil<std::chrono::milliseconds>(next_holder_check_ - now).count(), 0);
+  timeout = timeout < 0 ? static_cast<int>(check_ms) : std::min(timeout, static_cast<int>(check_ms));
   if (auto retry = sink_.retry_in()) {
     int ms = static_cast<int>(std::max<long long>(retry->count(), 1));
     timeout = timeout < 0 ? ms : std::min(timeout, ms);
@@ -535,6 +833,8 @@ int Worker::run() noexcept {
     spdlog::critical("epoll_ctl(channel) failed: {}", std::strerror(errno));
     return 1;
   }
+  counters_.pid.store(::getpid(), std::memory_order_relaxed);
+  seen_close_epoch_ = table_.close_epoch();
   say_to_master(channel::Cmd::ready);
   epoll_event events[kMaxEvents];
   while (!stopping_) {
@@ -546,6 +846,7 @@ int Worker::run() noexcept {
     for (int i = 0; i < n; ++i) {
       const auto slot = static_cast<std::uint32_t>(events[i].data.u64);
       if (slot == kChannelSlot) {
+        if (events[i].events & EPOLLOUT) flush_outbox();
         on_channel();
       } else if (slot == kSinkSlot) {
         // flushed below, once per pass
@@ -555,6 +856,7 @@ int Worker::run() noexcept {
     }
     const SteadyTime now = steady_clock::now();
     expire_deadlines(now);
+    check_holds(now);
     flush_inbound();
     if (handshakes_since_trim_ >= kTrimAfterHandshakes && now - last_trim_ >= kTrimInterval) {
       ::malloc_trim(0);
@@ -563,6 +865,11 @@ int Worker::run() noexcept {
     }
   }
   close_all("server_shutdown");
+  // Pushes handed back by the closes above: the master puts them in the offline queue.
+  for (int tries = 0; tries < 2000 && !outbox_.empty(); ++tries) {
+    flush_outbox();
+    if (!outbox_.empty()) ::usleep(1000);
+  }
   // Whatever is still in memory goes to the FIFO or the spool before the process ends.
   for (int tries = 0; tries < 5000 && sink_.pending_bytes() > 0; ++tries) {
     sink_.flush();

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -13,10 +14,12 @@
 
 #include <openssl/err.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -95,6 +98,8 @@ RunResult run_command(const std::vector<std::string>& argv, const std::string& i
 
 TestServer::TestServer(ServerOptions options) : options_(std::move(options)), dir_(make_temp_dir()) {
   log_path_ = dir_ + "/server.log";
+  static std::atomic<unsigned> servers{0};
+  shm_name_ = "iotsocket-e2e-" + std::to_string(::getpid()) + "-" + std::to_string(servers++);
   if (options_.tls) {
     RunResult r = run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                                "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
@@ -107,6 +112,7 @@ TestServer::TestServer(ServerOptions options) : options_(std::move(options)), di
 
 TestServer::~TestServer() {
   if (running()) stop(SIGKILL);
+  ::shm_unlink(("/" + shm_name_).c_str());  // left behind when the server was killed
   std::error_code ec;
   if (std::getenv("IOTSOCKET_E2E_KEEP") == nullptr) std::filesystem::remove_all(dir_, ec);
 }
@@ -117,11 +123,10 @@ void TestServer::write_config() {
       << "tls: {enabled: " << (options_.tls ? "true" : "false")
       << ", cert: cert.pem, key: key.pem}\n"
       << "workers: " << options_.workers << "\n"
-      << "devices: {sqlite: devices.db}\n"
+      << "devices: " << options_.devices << "\n"
       << "fifo: {push: push.fifo, inbound: inbound.fifo}\n"
       << "spool: {dir: spool}\n"
-      << "runtime: {shm_name: iotsocket-e2e-" << ::getpid() << "-" << this
-      << ", pid_file: iotsocketd.pid}\n"
+      << "runtime: {shm_name: " << shm_name_ << ", pid_file: iotsocketd.pid}\n"
       << "timeouts: " << options_.timeouts << "\n"
       << "limits: " << options_.limits << "\n"
       << "log: {level: debug}\n"
@@ -183,6 +188,26 @@ void TestServer::add_devices(std::uint64_t first_id, std::size_t count, const st
   if (r.exit_code != 0) throw std::runtime_error("devices import failed: " + r.err);
 }
 
+void TestServer::push_lines(std::string_view text) const {
+  // The server holds the FIFO open, so this open does not wait for a reader.
+  Fd fifo(::open(push_fifo().c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fifo) throw std::runtime_error("cannot open " + push_fifo() + ": " + std::strerror(errno));
+  while (!text.empty()) {
+    const ssize_t n = ::write(fifo.get(), text.data(), text.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw std::runtime_error("writing the push FIFO failed: " + std::string(std::strerror(errno)));
+    text.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+pid_t TestServer::worker_pid(unsigned index) const {
+  const std::string text = log();
+  const std::string needle = "worker " + std::to_string(index) + " started, pid ";
+  const auto at = text.rfind(needle);
+  if (at == std::string::npos) return -1;
+  return static_cast<pid_t>(std::stol(text.substr(at + needle.size())));
+}
+
 std::string TestServer::log() const {
   std::string all = read_file(log_path_);
   return log_offset_ <= all.size() ? all.substr(log_offset_) : all;
@@ -205,6 +230,27 @@ std::size_t TestServer::count_in_log(std::string_view needle) const {
 }
 
 // ---- Device ---------------------------------------------------------------------------
+
+namespace {
+
+// While it lives, reads on `fd` do not wait: poll() may report bytes that are only TLS
+// records without data (TLS 1.3 session tickets), and a blocking SSL_read would then sit
+// out the socket's whole receive timeout.
+class NonBlocking {
+ public:
+  explicit NonBlocking(int fd) : fd_(fd), flags_(::fcntl(fd, F_GETFL)) {
+    ::fcntl(fd_, F_SETFL, flags_ | O_NONBLOCK);
+  }
+  ~NonBlocking() { ::fcntl(fd_, F_SETFL, flags_); }
+  NonBlocking(const NonBlocking&) = delete;
+  NonBlocking& operator=(const NonBlocking&) = delete;
+
+ private:
+  int fd_;
+  int flags_;
+};
+
+}  // namespace
 
 Device::Device(std::uint16_t port, bool tls, const std::string& source_ip) : use_tls_(tls) {
   fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -285,6 +331,7 @@ bool Device::wait_closed(std::chrono::milliseconds timeout) {
     if (::poll(&p, 1, std::max(left, 1)) <= 0) continue;
     char buf[4096];
     if (use_tls_ && ssl_) {
+      NonBlocking no_wait(fd_.get());
       int n = SSL_read(ssl_.get(), buf, sizeof buf);
       if (n <= 0) {
         int e = SSL_get_error(ssl_.get(), n);
@@ -297,6 +344,54 @@ bool Device::wait_closed(std::chrono::milliseconds timeout) {
     }
   }
   return false;
+}
+
+bool Device::read_once(std::chrono::milliseconds wait) {
+  if (!connected()) return false;
+  char buf[16384];
+  if (!(use_tls_ && SSL_pending(ssl_.get()) > 0)) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(wait.count())) <= 0) return true;
+  }
+  std::size_t got = 0;
+  if (use_tls_) {
+    NonBlocking no_wait(fd_.get());
+    if (SSL_read_ex(ssl_.get(), buf, sizeof buf, &got) != 1) {
+      const int e = SSL_get_error(ssl_.get(), 0);
+      ERR_clear_error();
+      return e == SSL_ERROR_WANT_READ;
+    }
+  } else {
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    if (n <= 0) return false;
+    got = static_cast<std::size_t>(n);
+  }
+  raw_.append(buf, got);
+  decoder_.feed(std::string_view(buf, got));
+  for (;;) {
+    const protocol::Decoded d = decoder_.next();
+    if (d.status == protocol::DecodeStatus::need_more) break;
+    if (d.status == protocol::DecodeStatus::failed) {
+      ++bad_frames_;
+      return false;
+    }
+    pushes_.push_back(PushFrame{d.frame.device, d.frame.time, std::string(d.frame.body)});
+  }
+  return true;
+}
+
+std::vector<PushFrame> Device::read_pushes(std::size_t count, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (pushes_.size() < count && Clock::now() < deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (!read_once(std::max(left, std::chrono::milliseconds(1)))) break;
+  }
+  std::vector<PushFrame> out;
+  const std::size_t n = std::min(count, pushes_.size());
+  out.assign(std::make_move_iterator(pushes_.begin()),
+             std::make_move_iterator(pushes_.begin() + static_cast<std::ptrdiff_t>(n)));
+  pushes_.erase(pushes_.begin(), pushes_.begin() + static_cast<std::ptrdiff_t>(n));
+  return out;
 }
 
 // ---- InboundReader --------------------------------------------------------------------
@@ -347,6 +442,8 @@ std::vector<protocol::Record> InboundReader::read(std::size_t count, std::chrono
 // ---- times ----------------------------------------------------------------------------
 
 protocol::Time fresh_time() {
+  static std::mutex lock;  // tests send from several threads
+  const std::lock_guard hold(lock);
   static protocol::TimeStamper stamper;
   return *stamper.next(protocol::to_time(std::chrono::system_clock::now()), std::chrono::seconds(1));
 }

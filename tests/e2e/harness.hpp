@@ -17,6 +17,7 @@
 
 #include "common/fd.hpp"
 #include "common/tls.hpp"
+#include "protocol/decoder.hpp"
 #include "protocol/device_id.hpp"
 #include "protocol/line_reader.hpp"
 #include "protocol/record.hpp"
@@ -46,6 +47,7 @@ struct ServerOptions {
   std::string timeouts = "{idle: 90s, handshake: 10s, first_frame: 10s, max_connection_age: 24h}";
   std::string limits = "{max_connections: 10000, per_ip: 5000}";
   std::string listen = "[{address: 127.0.0.1, port: 0}]";
+  std::string devices = "{sqlite: devices.db}";
   std::vector<std::string> wrapper;  // runs iotsocketd through this, e.g. {"/usr/bin/prlimit", ...}
 };
 
@@ -75,6 +77,11 @@ class TestServer {
 
   const std::string& dir() const { return dir_; }
   std::string inbound_fifo() const { return dir_ + "/inbound.fifo"; }
+  std::string push_fifo() const { return dir_ + "/push.fifo"; }
+  // Writes `text` (whole `ID payload` lines) into the push FIFO, as a backend does.
+  void push_lines(std::string_view text) const;
+  // The pid of worker `index` as the log reports it ("worker N started, pid P"), latest.
+  pid_t worker_pid(unsigned index) const;
   std::string spool_dir() const { return dir_ + "/spool"; }
   std::string config_path() const { return dir_ + "/iotsocket.yaml"; }
 
@@ -84,9 +91,19 @@ class TestServer {
   ServerOptions options_;
   std::string dir_;
   std::string log_path_;
+  // One per server object: a name reused by the next test would look like a run that
+  // did not stop cleanly (and make its logins wait out the time tolerance).
+  std::string shm_name_;
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
   std::size_t log_offset_ = 0;  // log of the current run starts here
+};
+
+// A push frame as a device received it (checked by the protocol decoder).
+struct PushFrame {
+  protocol::DeviceId device;
+  protocol::Time time;
+  std::string payload;
 };
 
 // A device: one TLS (or plain) connection to the server, blocking with timeouts.
@@ -107,11 +124,27 @@ class Device {
   // True when the server closes the connection within `timeout`.
   bool wait_closed(std::chrono::milliseconds timeout = 5s);
 
+  // Reads until `count` push frames arrived or `timeout` passed; returns what arrived
+  // (more that came in the same read wait for the next call). A frame the decoder refuses
+  // ends the reading and is counted in bad_frames().
+  std::vector<PushFrame> read_pushes(std::size_t count, std::chrono::milliseconds timeout = 5s);
+  // Everything the server sent so far, as raw bytes (to compare with the legacy format).
+  const std::string& raw_received() const { return raw_; }
+  std::size_t bad_frames() const { return bad_frames_; }
+  int fd() const { return fd_.get(); }
+
  private:
+  // One read of what is there (waits at most `wait`); false when the connection closed.
+  bool read_once(std::chrono::milliseconds wait);
+
   bool use_tls_;
   Fd fd_;
   SslCtx ctx_;
   Ssl ssl_;
+  protocol::Decoder decoder_{protocol::Direction::from_server};
+  std::vector<PushFrame> pushes_;  // decoded, not yet returned
+  std::string raw_;
+  std::size_t bad_frames_ = 0;
 };
 
 // The backend side of the inbound FIFO: reads records with a timeout.

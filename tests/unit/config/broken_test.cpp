@@ -43,9 +43,17 @@ TEST_P(BrokenConfig, IsRefusedWithPlaceKeyAndReason) {
 }
 
 const Broken kBroken[] = {
+    {"PushWriteQueueBelowOneFrame", "push: {write_queue: 16KiB}\n", 1, 21, "push.write_queue",
+     "expected at least 64KiB (one push frame of the largest size), got '16KiB'"},
+    {"PushOfflineMaxTooLarge", "push:\n  offline_max: 2000000\n", 2, 16, "push.offline_max",
+     "expected an integer from 0 to 1000000"},
+    {"PushOfflineMaxAgeBareNumber", "push:\n  offline_max_age: 3600\n", 2, 20,
+     "push.offline_max_age", "3600"},
+    {"PushUnknownKey", "push:\n  offline_ttl: 1h\n", 2, 3, "push.offline_ttl",
+     "allowed here: offline_db, offline_max, offline_max_age or write_queue"},
     {"UnknownTopLevelKey", "listne: []\n", 1, 1, "listne",
      "unknown key 'listne'; allowed here: listen, tls, workers, devices, fifo, spool, runtime, "
-     "timeouts, protocol, limits or log"},
+     "timeouts, protocol, limits, push or log"},
     {"UnknownNestedKey", "tls:\n  enabled: true\n  certificate: a.pem\n", 3, 3, "tls.certificate",
      "unknown key 'certificate'; allowed here: enabled, cert or key"},
     {"UnknownKeyInListItem", "listen:\n  - {address: 0.0.0.0, port: 1, backlog: 5}\n", 2, 33,

@@ -45,6 +45,11 @@ TEST(LoadConfig, AlmostEmptyFileGivesTheDefaults) {
   EXPECT_EQ(config->workers, 0u);
   EXPECT_EQ(config->devices.duplicate, DuplicatePolicy::reject);
   EXPECT_EQ(config->spool.max_size, 1ULL << 30);
+  EXPECT_EQ(config->push.offline_max, 100u);
+  EXPECT_EQ(config->push.offline_max_age, std::chrono::hours(24));
+  EXPECT_EQ(config->push.write_queue, 256u * 1024u);
+  // The offline queue lives beside the registry unless the file says otherwise.
+  EXPECT_EQ(offline_db_path(*config), "/var/lib/iotsocket/offline-push.db");
   EXPECT_EQ(config->timeouts.idle, 90s);
   EXPECT_EQ(config->timeouts.max_connection_age, 24h);
   EXPECT_EQ(config->protocol.time_tolerance, 3s);
@@ -114,6 +119,7 @@ runtime: {shm_name: iot-test, pid_file: /data/pid}
 timeouts: {idle: 500ms, handshake: 2s, first_frame: 1m, max_connection_age: 48h}
 protocol: {time_tolerance: 60s, flood_frames: 1, flood_window: 250ms}
 limits: {max_connections: 10, per_ip: 10, max_devices: 7}
+push: {offline_db: queue.db, offline_max: 0, offline_max_age: 5m, write_queue: 1MiB}
 log: {level: trace}
 )";
   const auto config = load_string(text, "all.yaml", "/srv");
@@ -130,8 +136,10 @@ log: {level: trace}
   expected.timeouts = {500ms, 2s, 1min, 48h};
   expected.protocol = {60s, 1, 250ms};
   expected.limits = {10, 10, 7};
+  expected.push = {"/srv/queue.db", 0, 5min, 1024 * 1024};
   expected.log = {"trace"};
   EXPECT_TRUE(*config == expected);
+  EXPECT_EQ(offline_db_path(*config), "/srv/queue.db");
   EXPECT_EQ(effective_workers(*config), 3u);
 }
 

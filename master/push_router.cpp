@@ -1,0 +1,192 @@
+#include "master/push_router.hpp"
+
+#include <algorithm>
+#include <iterator>
+
+#include <spdlog/spdlog.h>
+
+namespace iotsocket::master {
+namespace {
+
+using std::chrono::system_clock;
+
+std::int64_t to_ns(system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+system_clock::time_point from_ns(std::int64_t ns) {
+  return system_clock::time_point(
+      std::chrono::duration_cast<system_clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+}  // namespace
+
+PushRouter::PushRouter(const config::Config& config, shm::DeviceTable& table,
+                       OfflineQueue& offline, DeviceRegistry& registry, SendToWorker send)
+    : config_(config), table_(table), offline_(offline), registry_(registry), send_(std::move(send)) {}
+
+std::int64_t PushRouter::next_stamp() {
+  last_stamp_ = std::max(to_ns(system_clock::now()), last_stamp_ + 1);
+  return last_stamp_;
+}
+
+void PushRouter::route(protocol::DeviceId device, std::string payload) {
+  const std::int64_t stamp = next_stamp();
+  if (const auto holder = table_.holder(device)) {
+    if (offline_.has(device)) {
+      // Older pushes wait: this one goes behind them, and all of them out in order.
+      enqueue(device, payload, stamp);
+      flush_queue(device, *holder);
+      return;
+    }
+    if (send_live(device, *holder, payload, stamp)) return;
+  } else {
+    // Only an offline push costs a registry lookup: a connected device is a known one
+    // (and iotsocketctl closes a device it removes).
+    auto found = registry_.find(device);
+    if (found && !found->has_value()) {
+      ++counts_.refused;
+      spdlog::warn("push refused: device={} is not in the registry", protocol::to_string(device));
+      return;
+    }
+    if (!found) {
+      spdlog::warn("push for device={}: registry lookup failed ({}); queued anyway",
+                   protocol::to_string(device), found.error());
+    }
+  }
+  enqueue(device, payload, stamp);
+}
+
+bool PushRouter::send_live(protocol::DeviceId device, const shm::Holder& holder,
+                           std::string payload, std::int64_t queued_at_ns) {
+  channel::Message m{.cmd = channel::Cmd::push,
+                     .device = device.value,
+                     .slot = holder.slot,
+                     .conn_generation = holder.conn_generation,
+                     .queued_at_ns = queued_at_ns};
+  if (!send_(holder.worker, m, std::move(payload))) return false;
+  ++counts_.routed;
+  return true;
+}
+
+void PushRouter::enqueue(protocol::DeviceId device, std::string_view payload,
+                         std::int64_t queued_at_ns) {
+  if (config_.push.offline_max == 0) {
+    ++counts_.refused;
+    spdlog::warn("push refused: device={} is not connected and push.offline_max is 0",
+                 protocol::to_string(device));
+    return;
+  }
+  auto evicted = offline_.push(device, payload, from_ns(queued_at_ns));
+  if (!evicted) {
+    spdlog::error("push for device={} lost: the offline queue failed: {}",
+                  protocol::to_string(device), evicted.error());
+    return;
+  }
+  ++counts_.queued;
+  spdlog::debug("push queued device={} ({} waiting)", protocol::to_string(device),
+                offline_.count(device));
+  counts_.evicted += evicted->size();
+  log_dropped(*evicted, "evicted (push.offline_max reached)");
+}
+
+void PushRouter::flush_queue(protocol::DeviceId device, const shm::Holder& holder) {
+  auto taken = offline_.take(device, system_clock::now());
+  if (!taken) {
+    spdlog::error("offline queue of device={}: {}", protocol::to_string(device), taken.error());
+    return;
+  }
+  counts_.expired += taken->expired.size();
+  log_dropped(taken->expired, "expired (push.offline_max_age)");
+  auto& pushes = taken->pushes;
+  for (std::size_t i = 0; i < pushes.size(); ++i) {
+    if (!send_live(device, holder, pushes[i].payload, to_ns(pushes[i].queued_at))) {
+      // The worker is gone: the rest waits for the device's next login.
+      std::vector<QueuedPush> rest(std::make_move_iterator(pushes.begin() + static_cast<std::ptrdiff_t>(i)),
+                                   std::make_move_iterator(pushes.end()));
+      auto evicted = offline_.requeue_front(device, rest, system_clock::now());
+      if (!evicted) {
+        spdlog::error("{} pushes for device={} lost: the offline queue failed: {}", rest.size(),
+                      protocol::to_string(device), evicted.error());
+        return;
+      }
+      log_dropped(*evicted, "evicted (push.offline_max reached)");
+      return;
+    }
+  }
+}
+
+void PushRouter::device_online(std::uint32_t worker, const channel::Message& m) {
+  const protocol::DeviceId device{m.device};
+  if (!offline_.has(device)) return;
+  flush_queue(device, shm::Holder{.worker = worker, .slot = m.slot, .conn_generation = m.conn_generation});
+}
+
+void PushRouter::returned(std::uint32_t worker, const channel::Message& m, std::string payload) {
+  const protocol::DeviceId device{m.device};
+  auto& batch = returning_[device];
+  batch.push_back(QueuedPush{device, std::move(payload), from_ns(m.queued_at_ns)});
+  if (m.more) return;
+  std::vector<QueuedPush> pushes = std::move(batch);
+  returning_.erase(device);
+  put_back(device, std::move(pushes));
+  // Logged in again elsewhere meanwhile: send them there. Not to the connection that gave
+  // them back, which would only give them back again.
+  const auto holder = table_.holder(device);
+  const shm::Holder from{.worker = worker, .slot = m.slot, .conn_generation = m.conn_generation};
+  if (holder && *holder != from) flush_queue(device, *holder);
+}
+
+void PushRouter::requeue(protocol::DeviceId device, std::string payload, std::int64_t queued_at_ns) {
+  put_back(device, {QueuedPush{device, std::move(payload), from_ns(queued_at_ns)}});
+}
+
+// Merges `pushes` into the device's queue by their stamps: a rare path (a connection closed
+// with pushes unsent), so it simply takes the queue out and writes the merge back.
+void PushRouter::put_back(protocol::DeviceId device, std::vector<QueuedPush> pushes) {
+  const auto now = system_clock::now();
+  auto taken = offline_.take(device, now);
+  if (!taken) {
+    spdlog::error("{} pushes for device={} lost: the offline queue failed: {}", pushes.size(),
+                  protocol::to_string(device), taken.error());
+    return;
+  }
+  counts_.expired += taken->expired.size();
+  log_dropped(taken->expired, "expired (push.offline_max_age)");
+  std::vector<QueuedPush> merged;
+  merged.reserve(pushes.size() + taken->pushes.size());
+  std::merge(std::make_move_iterator(taken->pushes.begin()),
+             std::make_move_iterator(taken->pushes.end()), std::make_move_iterator(pushes.begin()),
+             std::make_move_iterator(pushes.end()), std::back_inserter(merged),
+             [](const QueuedPush& a, const QueuedPush& b) { return a.queued_at < b.queued_at; });
+  for (auto& p : merged) {
+    auto evicted = offline_.push(device, p.payload, p.queued_at);
+    if (!evicted) {
+      spdlog::error("push for device={} lost: the offline queue failed: {}",
+                    protocol::to_string(device), evicted.error());
+      continue;
+    }
+    counts_.evicted += evicted->size();
+    log_dropped(*evicted, "evicted (push.offline_max reached)");
+  }
+}
+
+void PushRouter::expire(system_clock::time_point now) {
+  auto expired = offline_.expire(now);
+  if (!expired) {
+    spdlog::error("offline queue: {}", expired.error());
+    return;
+  }
+  counts_.expired += expired->size();
+  log_dropped(*expired, "expired (push.offline_max_age)");
+}
+
+void PushRouter::log_dropped(const std::vector<QueuedPush>& pushes, std::string_view why) {
+  const auto now = system_clock::now();
+  for (const auto& p : pushes) {
+    const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - p.queued_at);
+    spdlog::warn("push for device={} {}: queued {} s ago, {} bytes", protocol::to_string(p.device),
+                 why, age.count(), p.payload.size());
+  }
+}
+
+}  // namespace iotsocket::master

@@ -1,0 +1,80 @@
+// Routes backend pushes to devices (ARCHITECTURE.md "Data paths", backend -> device): a
+// push for a connected device goes to the worker that holds it (the device table says
+// which); one for a device that is offline waits in the offline queue and goes out, in
+// order, when the device logs in. The master's loop owns it; nothing here blocks on a
+// device.
+//
+// Order per device: while anything waits in a device's offline queue, a new push joins
+// the queue behind it, and the queue is sent as a whole; so a push never overtakes an
+// older one, also across a reconnect. Every push gets a strictly rising stamp when it is
+// read (queued_at, in ns); pushes that come back from a closed connection, or from a worker
+// that died, are merged into the queue by that stamp, so they take their old places even
+// when newer pushes were queued meanwhile.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/channel.hpp"
+#include "common/registry.hpp"
+#include "config/config.hpp"
+#include "master/offline_queue.hpp"
+#include "shm/device_table.hpp"
+
+namespace iotsocket::master {
+
+class PushRouter {
+ public:
+  // Hands a message to worker `worker` (queued behind others when its channel is full).
+  // False when that worker is not running: the push stays with the router.
+  using SendToWorker =
+      std::function<bool(std::uint32_t worker, const channel::Message& m, std::string payload)>;
+
+  PushRouter(const config::Config& config, shm::DeviceTable& table, OfflineQueue& offline,
+             DeviceRegistry& registry, SendToWorker send);
+
+  // A record from the push FIFO.
+  void route(protocol::DeviceId device, std::string payload);
+  // A worker says: `device` logged in on (slot, conn_generation); send what waits.
+  void device_online(std::uint32_t worker, const channel::Message& m);
+  // A worker hands back a push it did not write; batches end with more == false.
+  void returned(std::uint32_t worker, const channel::Message& m, std::string payload);
+  // A push that was on its way to a worker that died: back to the queue, in its place.
+  void requeue(protocol::DeviceId device, std::string payload, std::int64_t queued_at_ns);
+  // Drops queued pushes older than push.offline_max_age (logged); about once a minute.
+  void expire(std::chrono::system_clock::time_point now);
+
+  struct Counts {
+    std::uint64_t routed = 0;    // handed to a worker
+    std::uint64_t queued = 0;    // stored for an offline device
+    std::uint64_t refused = 0;   // unknown device, or no queue (push.offline_max: 0)
+    std::uint64_t expired = 0;
+    std::uint64_t evicted = 0;
+  };
+  const Counts& counts() const noexcept { return counts_; }
+
+ private:
+  bool send_live(protocol::DeviceId device, const shm::Holder& holder, std::string payload,
+                 std::int64_t queued_at_ns);
+  void enqueue(protocol::DeviceId device, std::string_view payload, std::int64_t queued_at_ns);
+  void put_back(protocol::DeviceId device, std::vector<QueuedPush> pushes);
+  void flush_queue(protocol::DeviceId device, const shm::Holder& holder);
+  std::int64_t next_stamp();
+  void log_dropped(const std::vector<QueuedPush>& pushes, std::string_view why);
+
+  const config::Config& config_;
+  shm::DeviceTable& table_;
+  OfflineQueue& offline_;
+  DeviceRegistry& registry_;
+  SendToWorker send_;
+  Counts counts_;
+  std::int64_t last_stamp_ = 0;
+  // push_returned batches being collected, per device, until the one with more == false.
+  std::unordered_map<protocol::DeviceId, std::vector<QueuedPush>> returning_;
+};
+
+}  // namespace iotsocket::master

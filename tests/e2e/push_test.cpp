@@ -1,0 +1,432 @@
+// The push path end to end (issue 4): a backend writes `ID payload` lines into the push
+// FIFO and the device receives push frames, from the built iotsocketd with real TLS, real
+// FIFOs, the real shared-memory device table and the real offline queue (SQLite).
+#include <poll.h>
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "protocol/time.hpp"
+#include "tests/e2e/harness.hpp"
+
+namespace iotsocket::e2e {
+namespace {
+
+using protocol::DeviceId;
+
+constexpr std::uint64_t kFirstId = 1100000000;
+const std::string kKey = "push-test-key-0001";
+
+std::string line(std::uint64_t id, std::string_view payload) {
+  return std::to_string(id) + " " + std::string(payload) + "\n";
+}
+
+// A device that has logged in (its first frame was accepted: its record reached the FIFO).
+std::unique_ptr<Device> logged_in(TestServer& server, InboundReader& reader, std::uint64_t id) {
+  auto d = std::make_unique<Device>(server.port());
+  EXPECT_TRUE(d->send_frame(DeviceId{id}, kKey, "hello-server"));
+  auto records = reader.read(1);
+  EXPECT_EQ(records.size(), 1u) << server.log();
+  return d;
+}
+
+class PushTest : public ::testing::Test {
+ protected:
+  explicit PushTest(ServerOptions options = {}) : server_(std::move(options)) {}
+  void SetUp() override {
+    server_.add_devices(kFirstId, 20, kKey);
+    server_.start();
+    reader_.emplace(server_.inbound_fifo());
+  }
+
+  TestServer server_;
+  std::optional<InboundReader> reader_;
+};
+
+TEST_F(PushTest, PushReachesConnectedDeviceInTheLegacyServersBytes) {
+  auto d = logged_in(server_, *reader_, kFirstId);
+  server_.push_lines(line(kFirstId, "hello-device"));
+  auto pushes = d->read_pushes(1);
+  ASSERT_EQ(pushes.size(), 1u) << server_.log();
+  EXPECT_EQ(pushes[0].device, DeviceId{kFirstId});
+  EXPECT_EQ(pushes[0].payload, "hello-device");
+  const auto now = protocol::to_time(std::chrono::system_clock::now());
+  EXPECT_TRUE(protocol::within_tolerance(pushes[0].time, now, std::chrono::seconds(3)));
+  // PROTOCOL.md: the legacy server's push frame, byte for byte but for TIME.
+  const std::string expected = "\r\nIOT:1.1\r\nDATE:24/7/2019\r\nTIME:" +
+                               protocol::format_time(pushes[0].time) + "\r\nDEVICE:" +
+                               std::to_string(kFirstId) +
+                               "\r\nKEY:AJ\r\n        \r\n\r\nhello-device|#|";
+  EXPECT_EQ(d->raw_received(), expected);
+}
+
+TEST_F(PushTest, EscapesInTheRecordBecomeBytesInTheFrame) {
+  auto d = logged_in(server_, *reader_, kFirstId);
+  server_.push_lines(line(kFirstId, "a\\nb\\\\c\\rd"));
+  auto pushes = d->read_pushes(1);
+  ASSERT_EQ(pushes.size(), 1u) << server_.log();
+  EXPECT_EQ(pushes[0].payload, "a\nb\\c\rd");
+}
+
+TEST_F(PushTest, PushesInTheSameTickGetDistinctIncreasingTimes) {
+  auto d = logged_in(server_, *reader_, kFirstId);
+  std::string burst;
+  for (int i = 0; i < 50; ++i) burst += line(kFirstId, "burst-" + std::to_string(i));
+  server_.push_lines(burst);  // one write: all of them within well under a millisecond
+  auto pushes = d->read_pushes(50);
+  ASSERT_EQ(pushes.size(), 50u) << server_.log();
+  for (std::size_t i = 0; i < pushes.size(); ++i) {
+    EXPECT_EQ(pushes[i].payload, "burst-" + std::to_string(i));
+    if (i > 0) {
+      EXPECT_GT(pushes[i].time, pushes[i - 1].time) << "push " << i;
+    }
+  }
+  EXPECT_EQ(d->bad_frames(), 0u);
+}
+
+TEST_F(PushTest, BadRecordsAreLoggedAndSkippedWhileGoodOnesAroundThemArrive) {
+  auto d = logged_in(server_, *reader_, kFirstId);
+  const std::string too_long(200'000, 'x');
+  std::string text;
+  text += line(kFirstId, "good-1");
+  text += "nospaceatall\n";
+  text += "12a4 letters-in-id\n";
+  text += line(kFirstId, "abc");  // 3 bytes: under the 5 a body needs
+  text += std::to_string(kFirstId) + " " + too_long + "\n";
+  text += line(kFirstId, "good-2");
+  text += line(9999999999, "for-a-device-nobody-registered");
+  text += line(kFirstId, "good-3");
+  server_.push_lines(text);
+  auto pushes = d->read_pushes(3);
+  ASSERT_EQ(pushes.size(), 3u) << server_.log();
+  EXPECT_EQ(pushes[0].payload, "good-1");
+  EXPECT_EQ(pushes[1].payload, "good-2");
+  EXPECT_EQ(pushes[2].payload, "good-3");
+  EXPECT_TRUE(server_.wait_for_log("bad push record skipped: reason=no_space line='nospaceatall'"));
+  EXPECT_TRUE(server_.wait_for_log("bad push record skipped: reason=bad_device_id line='12a4"));
+  EXPECT_TRUE(server_.wait_for_log("bad push record skipped: reason=payload_too_short"));
+  EXPECT_TRUE(server_.wait_for_log("bad push record skipped: reason=line_too_long"));
+  EXPECT_TRUE(server_.wait_for_log("push refused: device=9999999999 is not in the registry"));
+  // Nothing more arrives, and the server goes on serving.
+  EXPECT_TRUE(d->read_pushes(1, 300ms).empty());
+  server_.push_lines(line(kFirstId, "after-the-bad-ones"));
+  ASSERT_EQ(d->read_pushes(1).size(), 1u);
+}
+
+TEST_F(PushTest, ThousandDevicesTenThousandPushesEachExactlyOnceInOrder) {
+  constexpr std::size_t kDevices = 1000;
+  constexpr std::size_t kPerDevice = 10;
+  constexpr std::uint64_t kBase = 1200000000;
+  server_.add_devices(kBase, kDevices, kKey);
+  std::vector<std::unique_ptr<Device>> devices;
+  for (std::size_t i = 0; i < kDevices; ++i) {
+    devices.push_back(std::make_unique<Device>(server_.port()));
+    ASSERT_TRUE(devices.back()->send_frame(DeviceId{kBase + i}, kKey, "login-frame"));
+  }
+  ASSERT_EQ(reader_->read(kDevices, 60s).size(), kDevices) << server_.log();
+  // Interleaved over devices, as a backend serving many would write them.
+  std::string text;
+  for (std::size_t n = 0; n < kPerDevice; ++n) {
+    for (std::size_t i = 0; i < kDevices; ++i) text += line(kBase + i, "cmd-" + std::to_string(n));
+  }
+  server_.push_lines(text);
+
+  std::vector<std::vector<PushFrame>> got(kDevices);
+  std::size_t total = 0;
+  const auto deadline = Clock::now() + 120s;
+  while (total < kDevices * kPerDevice && Clock::now() < deadline) {
+    std::vector<pollfd> fds;
+    std::vector<std::size_t> which;
+    for (std::size_t i = 0; i < kDevices; ++i) {
+      if (got[i].size() < kPerDevice) {
+        fds.push_back(pollfd{devices[i]->fd(), POLLIN, 0});
+        which.push_back(i);
+      }
+    }
+    if (::poll(fds.data(), fds.size(), 200) <= 0) continue;
+    for (std::size_t k = 0; k < fds.size(); ++k) {
+      if (!(fds[k].revents & POLLIN)) continue;
+      const std::size_t i = which[k];
+      auto more = devices[i]->read_pushes(kPerDevice - got[i].size(), 1ms);
+      total += more.size();
+      got[i].insert(got[i].end(), more.begin(), more.end());
+    }
+  }
+  ASSERT_EQ(total, kDevices * kPerDevice) << server_.log().substr(0, 4000);
+  for (std::size_t i = 0; i < kDevices; ++i) {
+    ASSERT_EQ(got[i].size(), kPerDevice) << "device " << i;
+    for (std::size_t n = 0; n < kPerDevice; ++n) {
+      EXPECT_EQ(got[i][n].payload, "cmd-" + std::to_string(n)) << "device " << i;
+      EXPECT_EQ(got[i][n].device, DeviceId{kBase + i});
+      if (n > 0) {
+        EXPECT_GT(got[i][n].time, got[i][n - 1].time);
+      }
+    }
+    // Exactly once: nothing beyond the ten.
+    EXPECT_TRUE(devices[i]->read_pushes(1, 0ms).empty());
+  }
+}
+
+TEST_F(PushTest, PushForAnOfflineDeviceIsDeliveredInOrderWhenItLogsIn) {
+  server_.push_lines(line(kFirstId + 3, "queued-1") + line(kFirstId + 3, "queued-2"));
+  ASSERT_TRUE(server_.wait_for_log("push queued device=" + std::to_string(kFirstId + 3)));
+  auto d = logged_in(server_, *reader_, kFirstId + 3);
+  server_.push_lines(line(kFirstId + 3, "live-3"));
+  auto pushes = d->read_pushes(3);
+  ASSERT_EQ(pushes.size(), 3u) << server_.log();
+  EXPECT_EQ(pushes[0].payload, "queued-1");
+  EXPECT_EQ(pushes[1].payload, "queued-2");
+  EXPECT_EQ(pushes[2].payload, "live-3");
+  EXPECT_GT(pushes[1].time, pushes[0].time);
+}
+
+TEST_F(PushTest, OfflinePushSurvivesAServerRestart) {
+  server_.push_lines(line(kFirstId + 4, "kept-across-restart"));
+  ASSERT_TRUE(server_.wait_for_log("push queued device=" + std::to_string(kFirstId + 4)));
+  reader_.reset();
+  ASSERT_EQ(server_.stop(SIGTERM), 0);
+  server_.start();
+  reader_.emplace(server_.inbound_fifo());
+  EXPECT_TRUE(server_.wait_for_log("1 pushes wait for their devices"));
+  auto d = logged_in(server_, *reader_, kFirstId + 4);
+  auto pushes = d->read_pushes(1);
+  ASSERT_EQ(pushes.size(), 1u) << server_.log();
+  EXPECT_EQ(pushes[0].payload, "kept-across-restart");
+}
+
+TEST_F(PushTest, DisablingAConnectedDeviceClosesItWithinASecond) {
+  auto d = logged_in(server_, *reader_, kFirstId + 5);
+  auto disabled = server_.ctl({"devices", "disable", std::to_string(kFirstId + 5)});
+  ASSERT_EQ(disabled.exit_code, 0) << disabled.err;
+  EXPECT_TRUE(d->wait_closed(1000ms)) << server_.log();
+  EXPECT_TRUE(server_.wait_for_log("device=" + std::to_string(kFirstId + 5)));
+  EXPECT_TRUE(server_.wait_for_log("reason=revoked"));
+  // And it cannot log in again.
+  Device again(server_.port());
+  ASSERT_TRUE(again.send_frame(DeviceId{kFirstId + 5}, kKey, "let-me-in"));
+  EXPECT_TRUE(again.wait_closed(5s));
+  EXPECT_TRUE(server_.wait_for_log("reason=disabled_device"));
+}
+
+TEST_F(PushTest, RemovingAConnectedDeviceClosesItWithinASecond) {
+  auto d = logged_in(server_, *reader_, kFirstId + 6);
+  auto removed = server_.ctl({"devices", "remove", std::to_string(kFirstId + 6)});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  EXPECT_TRUE(d->wait_closed(1000ms)) << server_.log();
+}
+
+TEST_F(PushTest, CtlStatusShowsConnectedDevicesAndCtlPushDelivers) {
+  auto d = logged_in(server_, *reader_, kFirstId + 7);
+  auto status = server_.ctl({"status"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find(std::to_string(kFirstId + 7)), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("127.0.0.1:"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("1 devices connected"), std::string::npos) << status.out;
+
+  auto pushed = server_.ctl({"push", std::to_string(kFirstId + 7), "from the operator"});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+  auto pushes = d->read_pushes(1);
+  ASSERT_EQ(pushes.size(), 1u) << server_.log();
+  EXPECT_EQ(pushes[0].payload, "from the operator");
+
+  auto short_one = server_.ctl({"push", std::to_string(kFirstId + 7), "abc"});
+  EXPECT_EQ(short_one.exit_code, 1);
+  EXPECT_NE(short_one.err.find("body_too_short"), std::string::npos) << short_one.err;
+}
+
+class ExpiringPushTest : public PushTest {
+ protected:
+  ExpiringPushTest()
+      : PushTest(ServerOptions{.extra_yaml = "push: {offline_max_age: 1s, offline_max: 2}\n"}) {}
+};
+
+TEST_F(ExpiringPushTest, AnExpiredPushIsLoggedAndNotDelivered) {
+  server_.push_lines(line(kFirstId + 8, "too-old-by-then"));
+  ASSERT_TRUE(server_.wait_for_log("push queued device=" + std::to_string(kFirstId + 8)));
+  std::this_thread::sleep_for(1500ms);
+  server_.push_lines(line(kFirstId + 8, "fresh-one"));
+  ASSERT_TRUE(server_.wait_for_log("(2 waiting)"));
+  auto d = logged_in(server_, *reader_, kFirstId + 8);
+  auto pushes = d->read_pushes(2, 1s);
+  ASSERT_EQ(pushes.size(), 1u) << server_.log();
+  EXPECT_EQ(pushes[0].payload, "fresh-one");
+  EXPECT_TRUE(server_.wait_for_log("expired (push.offline_max_age)"));
+}
+
+TEST_F(ExpiringPushTest, BeyondOfflineMaxTheOldestIsEvictedAndLogged) {
+  server_.push_lines(line(kFirstId + 9, "first-one") + line(kFirstId + 9, "second-one") +
+                     line(kFirstId + 9, "third-one"));
+  ASSERT_TRUE(server_.wait_for_log("evicted (push.offline_max reached)"));
+  auto d = logged_in(server_, *reader_, kFirstId + 9);
+  auto pushes = d->read_pushes(3, 1s);
+  ASSERT_EQ(pushes.size(), 2u) << server_.log();
+  EXPECT_EQ(pushes[0].payload, "second-one");
+  EXPECT_EQ(pushes[1].payload, "third-one");
+}
+
+class SmallWriteQueueTest : public PushTest {
+ protected:
+  SmallWriteQueueTest() : PushTest(ServerOptions{.extra_yaml = "push: {write_queue: 64KiB}\n"}) {}
+};
+
+TEST_F(SmallWriteQueueTest, ADeviceThatDoesNotReadIsClosedAndItsUnsentPushesWaitForItsReturn) {
+  constexpr int kPushes = 200;
+  const std::string filler(30'000, 'z');  // 200 x 30 kB: far beyond socket buffers + 64 KiB
+  auto sleeper = logged_in(server_, *reader_, kFirstId + 10);
+  std::string text;
+  for (int i = 0; i < kPushes; ++i) text += line(kFirstId + 10, "n=" + std::to_string(i) + ";" + filler);
+  std::thread writer([&] { server_.push_lines(text); });
+  ASSERT_TRUE(server_.wait_for_log("reason=write_queue_full", 30s)) << server_.log();
+  ASSERT_TRUE(server_.wait_for_log("unsent pushes go back to its offline queue"));
+  writer.join();
+  // What reached the sleeper's socket before the close, then the rest after it logs in again.
+  auto first = sleeper->read_pushes(kPushes, 3s);
+  ASSERT_FALSE(first.empty());
+  ASSERT_LT(first.size(), static_cast<std::size_t>(kPushes));
+  auto again = logged_in(server_, *reader_, kFirstId + 10);
+  auto rest = again->read_pushes(kPushes - first.size(), 30s);
+  auto repeat = again->read_pushes(1, 500ms);  // one cut short by the close may come again
+  rest.insert(rest.end(), repeat.begin(), repeat.end());
+  // Every push arrives, in order; only one cut short by the close may come twice.
+  std::vector<int> seen;
+  for (const auto* batch : {&first, &rest}) {
+    for (const auto& p : *batch) seen.push_back(std::stoi(p.payload.substr(2)));
+  }
+  ASSERT_FALSE(seen.empty());
+  int expected = 0;
+  int repeats = 0;
+  for (int n : seen) {
+    if (n == expected - 1) {
+      ++repeats;
+      continue;
+    }
+    ASSERT_EQ(n, expected) << "pushes out of order or lost";
+    ++expected;
+  }
+  EXPECT_EQ(expected, kPushes);
+  EXPECT_LE(repeats, 1);
+}
+
+// ---- clones ---------------------------------------------------------------------------
+
+// Logs in `pairs` devices twice at once, each pair's two connections on different workers
+// (the master alternates), and returns how many of each pair's connections stayed open,
+// with the table's view (iotsocketctl status) taken while they are.
+struct RaceResult {
+  std::vector<int> open;
+  std::string status;
+};
+RaceResult race_duplicate_logins(TestServer& server, std::uint64_t first, std::size_t pairs) {
+  std::vector<std::unique_ptr<Device>> a, b;
+  for (std::size_t i = 0; i < pairs; ++i) {
+    a.push_back(std::make_unique<Device>(server.port()));
+    b.push_back(std::make_unique<Device>(server.port()));
+  }
+  std::atomic<bool> go{false};
+  auto send_all = [&](std::vector<std::unique_ptr<Device>>& side) {
+    while (!go.load()) std::this_thread::yield();
+    for (std::size_t i = 0; i < pairs; ++i) side[i]->send_frame(DeviceId{first + i}, kKey, "racing-login");
+  };
+  std::thread ta(send_all, std::ref(a));
+  std::thread tb(send_all, std::ref(b));
+  go = true;
+  ta.join();
+  tb.join();
+  std::this_thread::sleep_for(1500ms);  // the losers' closes, and a replace's check, are done
+  RaceResult result{std::vector<int>(pairs, 0), {}};
+  for (std::size_t i = 0; i < pairs; ++i) {
+    result.open[i] = (a[i]->wait_closed(10ms) ? 0 : 1) + (b[i]->wait_closed(10ms) ? 0 : 1);
+  }
+  result.status = server.ctl({"status"}).out;
+  return result;
+}
+
+TEST_F(PushTest, RacingDuplicateLoginsOnTwoWorkersExactlyOneWinsUnderReject) {
+  constexpr std::uint64_t kBase = 1300000000;
+  server_.add_devices(kBase, 50, kKey);
+  const auto race = race_duplicate_logins(server_, kBase, 50);
+  for (std::size_t i = 0; i < race.open.size(); ++i) {
+    EXPECT_EQ(race.open[i], 1) << "device " << kBase + i;
+  }
+  EXPECT_EQ(server_.count_in_log("reason=duplicate_login"), 50u);
+  EXPECT_TRUE(server_.wait_for_log("already connected from peer=127.0.0.1:"));
+  EXPECT_NE(race.status.find("50 devices connected"), std::string::npos) << race.status;
+}
+
+class ReplacePushTest : public PushTest {
+ protected:
+  ReplacePushTest()
+      : PushTest(ServerOptions{.devices = "{sqlite: devices.db, duplicate: replace}"}) {}
+};
+
+TEST_F(ReplacePushTest, RacingDuplicateLoginsOnTwoWorkersExactlyOneWinsUnderReplace) {
+  constexpr std::uint64_t kBase = 1300000000;
+  server_.add_devices(kBase, 50, kKey);
+  const auto race = race_duplicate_logins(server_, kBase, 50);
+  for (std::size_t i = 0; i < race.open.size(); ++i) {
+    EXPECT_EQ(race.open[i], 1) << "device " << kBase + i;
+  }
+  // Each race has one loser: the first login, replaced by the second, or the second, when
+  // its frame carries the older TIME (a replay must not displace a live connection).
+  EXPECT_EQ(server_.count_in_log("reason=replaced") + server_.count_in_log("reason=replayed_time"),
+            50u)
+      << server_.log().substr(0, 3000);
+  EXPECT_NE(race.status.find("50 devices connected"), std::string::npos) << race.status;
+}
+
+TEST_F(ReplacePushTest, PushesGoToTheNewConnection) {
+  auto old_one = logged_in(server_, *reader_, kFirstId);
+  auto new_one = logged_in(server_, *reader_, kFirstId);
+  EXPECT_TRUE(old_one->wait_closed(2s));
+  EXPECT_TRUE(server_.wait_for_log("replaces the connection from peer=127.0.0.1:"));
+  EXPECT_TRUE(server_.wait_for_log("reason=replaced"));
+  server_.push_lines(line(kFirstId, "to-the-new-one"));
+  auto pushes = new_one->read_pushes(1);
+  ASSERT_EQ(pushes.size(), 1u) << server_.log();
+  EXPECT_EQ(pushes[0].payload, "to-the-new-one");
+}
+
+// ---- worker death ---------------------------------------------------------------------
+
+TEST_F(PushTest, SigkillOfAWorkerUnderLoadFreesItsDevicesAndOthersKeepGoing) {
+  constexpr std::size_t kDevices = 20;
+  std::vector<std::unique_ptr<Device>> devices;
+  for (std::size_t i = 0; i < kDevices; ++i) devices.push_back(logged_in(server_, *reader_, kFirstId + i));
+  const pid_t victim = server_.worker_pid(0);
+  ASSERT_GT(victim, 0);
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(server_.wait_for_log("worker 0 (pid " + std::to_string(victim) + ") died"));
+  ASSERT_TRUE(server_.wait_for_log("devices released from the device table"));
+
+  std::vector<std::size_t> lost, kept;
+  for (std::size_t i = 0; i < kDevices; ++i) {
+    (devices[i]->wait_closed(200ms) ? lost : kept).push_back(i);
+  }
+  ASSERT_FALSE(lost.empty());
+  ASSERT_FALSE(kept.empty());
+  // The devices of the live worker noticed nothing.
+  for (std::size_t i : kept) ASSERT_TRUE(devices[i]->send_frame(DeviceId{kFirstId + i}, kKey, "still-here"));
+  ASSERT_EQ(reader_->read(kept.size()).size(), kept.size()) << server_.log();
+  // No stale entries: exactly the kept devices are in the table.
+  auto status = server_.ctl({"status"});
+  EXPECT_NE(status.out.find(std::to_string(kept.size()) + " devices connected"), std::string::npos)
+      << status.out;
+  // The lost ones reconnect at once and are served (by the respawned worker or the other).
+  ASSERT_TRUE(server_.wait_for_log("worker 0 ready"));
+  for (std::size_t i : lost) devices[i] = logged_in(server_, *reader_, kFirstId + i);
+  for (std::size_t i = 0; i < kDevices; ++i) {
+    server_.push_lines(line(kFirstId + i, "after-the-crash"));
+    auto pushes = devices[i]->read_pushes(1);
+    ASSERT_EQ(pushes.size(), 1u) << "device " << i << "\n" << server_.log();
+  }
+}
+
+}  // namespace
+}  // namespace iotsocket::e2e
