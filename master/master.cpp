@@ -568,12 +568,11 @@ void Master::worker_gone(WorkerSlot& w, int status) {
       table_->release_worker(static_cast<std::uint32_t>(index), protocol::Time{});
   if (freed > 0) spdlog::info("worker {}: {} devices released from the device table", index, freed);
   // Pushes it never received go back to their devices' queues.
+  std::vector<std::pair<channel::Message, std::string>> unsent;
   for (auto& o : w.outbox) {
-    if (o.message.cmd == channel::Cmd::push) {
-      router_->requeue(protocol::DeviceId{o.message.device}, std::move(o.payload),
-                       o.message.queued_at_ns);
-    }
+    if (o.message.cmd == channel::Cmd::push) unsent.emplace_back(o.message, std::move(o.payload));
   }
+  if (!unsent.empty()) router_->requeue(std::move(unsent));
   w.outbox.clear();
   w.outbox_bytes = 0;
   if (stopping_) return;

@@ -336,17 +336,12 @@ Expected<std::vector<QueuedPush>, std::string> OfflineQueue::store(DeviceId devi
   if (auto inserted = insert(device, std::nullopt, payload, to_sql(now)); !inserted) {
     return Unexpected{inserted.error()};
   }
-  const std::size_t after = queued + 1;
-  Pushes evicted;
-  if (after > max_per_device_) {
-    auto oldest = remove_oldest(device, after - max_per_device_);
-    if (!oldest) return Unexpected{oldest.error()};
-    evicted = std::move(*oldest);
-  }
+  auto evicted = evict_beyond_limit(device, queued + 1);
+  if (!evicted) return Unexpected{evicted.error()};
   if (!tx.commit()) return Unexpected{error(what())};
-  queued = after - evicted.size();
-  total_ = total_ + 1 - evicted.size();
-  return evicted;
+  queued = queued + 1 - evicted->size();
+  total_ = total_ + 1 - evicted->size();
+  return std::move(*evicted);
 }
 
 Expected<std::vector<QueuedPush>, std::string> OfflineQueue::store_front(
@@ -374,17 +369,18 @@ Expected<std::vector<QueuedPush>, std::string> OfflineQueue::store_front(
       return Unexpected{inserted.error()};
     }
   }
-  const std::size_t after = queued + pushes.size();
-  Pushes evicted;
-  if (after > max_per_device_) {
-    auto oldest = remove_oldest(device, after - max_per_device_);
-    if (!oldest) return Unexpected{oldest.error()};
-    evicted = std::move(*oldest);
-  }
+  auto evicted = evict_beyond_limit(device, queued + pushes.size());
+  if (!evicted) return Unexpected{evicted.error()};
   if (!tx.commit()) return Unexpected{error(what())};
-  queued = after - evicted.size();
-  total_ = total_ + pushes.size() - evicted.size();
-  return evicted;
+  queued = queued + pushes.size() - evicted->size();
+  total_ = total_ + pushes.size() - evicted->size();
+  return std::move(*evicted);
+}
+
+Expected<std::vector<QueuedPush>, std::string> OfflineQueue::evict_beyond_limit(DeviceId device,
+                                                                                std::size_t queued) {
+  if (queued <= max_per_device_) return Pushes{};
+  return remove_oldest(device, queued - max_per_device_);
 }
 
 Expected<OfflineQueue::Taken, std::string> OfflineQueue::take_all(DeviceId device,

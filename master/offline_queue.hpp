@@ -120,6 +120,9 @@ class OfflineQueue {
   // Within a transaction: writes one row (no `seq`: the next after the table's highest).
   Status insert(protocol::DeviceId device, std::optional<std::int64_t> seq,
                 std::string_view payload, std::int64_t queued_at);
+  // Within a transaction: when `queued` pushes of the device exceed max_per_device, deletes
+  // the oldest beyond it and returns them (else nothing).
+  Expected<Pushes, std::string> evict_beyond_limit(protocol::DeviceId device, std::size_t queued);
   // Within a transaction: deletes the device's `how_many` oldest rows and returns them.
   Expected<Pushes, std::string> remove_oldest(protocol::DeviceId device, std::size_t how_many);
   void forget_if_empty(protocol::DeviceId device) noexcept;

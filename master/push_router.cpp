@@ -136,8 +136,13 @@ void PushRouter::returned(std::uint32_t worker, const channel::Message& m, std::
   if (holder && *holder != from) flush_queue(device, *holder);
 }
 
-void PushRouter::requeue(protocol::DeviceId device, std::string payload, std::int64_t queued_at_ns) {
-  put_back(device, {QueuedPush{device, std::move(payload), from_ns(queued_at_ns)}});
+void PushRouter::requeue(std::vector<std::pair<channel::Message, std::string>> pushes) {
+  std::unordered_map<protocol::DeviceId, std::vector<QueuedPush>> by_device;
+  for (auto& [m, payload] : pushes) {
+    const protocol::DeviceId device{m.device};
+    by_device[device].push_back(QueuedPush{device, std::move(payload), from_ns(m.queued_at_ns)});
+  }
+  for (auto& [device, batch] : by_device) put_back(device, std::move(batch));
 }
 
 // Merges `pushes` into the device's queue by their stamps: a rare path (a connection closed

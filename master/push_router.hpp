@@ -17,6 +17,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/channel.hpp"
@@ -43,8 +44,9 @@ class PushRouter {
   void device_online(std::uint32_t worker, const channel::Message& m);
   // A worker hands back a push it did not write; batches end with more == false.
   void returned(std::uint32_t worker, const channel::Message& m, std::string payload);
-  // A push that was on its way to a worker that died: back to the queue, in its place.
-  void requeue(protocol::DeviceId device, std::string payload, std::int64_t queued_at_ns);
+  // Pushes that were on their way to a worker that died (push messages with their
+  // payloads, in the order sent): back to their devices' queues, in their places.
+  void requeue(std::vector<std::pair<channel::Message, std::string>> pushes);
   // Drops queued pushes older than push.offline_max_age (logged); about once a minute.
   void expire(std::chrono::system_clock::time_point now);
 

@@ -183,25 +183,11 @@ std::uint64_t mix(std::uint64_t x) noexcept {  // MurmurHash3's finalizer
   return x;
 }
 
-// Keys are never cleared, so the first empty slot of the probe sequence ends a lookup.
-Entry* lookup(Layout& l, DeviceId id) noexcept {
-  const std::uint64_t key = key_of(id);
-  if (key == 0) return nullptr;
-  const std::uint64_t mask = l.slot_count - 1;
-  Entry* table = entries(l);
-  std::uint64_t i = mix(key) & mask;
-  for (std::uint32_t n = 0; n < l.slot_count; ++n, i = (i + 1) & mask) {
-    const std::uint64_t k = table[i].key.load(std::memory_order_acquire);
-    if (k == key) return &table[i];
-    if (k == 0) return nullptr;
-  }
-  return nullptr;
-}
-
-// Finds the device's entry or inserts it at the first empty slot (CAS 0 -> key). A new
-// device is refused once `capacity` are in; concurrent inserts may pass that by a few,
-// never beyond the slots.
-Entry* find_or_insert(Layout& l, DeviceId id) noexcept {
+// Walks the device's probe sequence. Keys are never cleared, so the first empty slot ends
+// it: the device is not in the table. With `insert`, that slot is taken (CAS 0 -> key); a
+// new device is refused once `capacity` are in (concurrent inserts may pass that by a few,
+// never beyond the slots).
+Entry* probe(Layout& l, DeviceId id, bool insert) noexcept {
   const std::uint64_t key = key_of(id);
   if (key == 0) return nullptr;
   const std::uint64_t mask = l.slot_count - 1;
@@ -210,7 +196,7 @@ Entry* find_or_insert(Layout& l, DeviceId id) noexcept {
   for (std::uint32_t n = 0; n < l.slot_count; ++n, i = (i + 1) & mask) {
     std::uint64_t k = table[i].key.load(std::memory_order_acquire);
     if (k == 0) {
-      if (l.devices.load(std::memory_order_relaxed) >= l.capacity) return nullptr;
+      if (!insert || l.devices.load(std::memory_order_relaxed) >= l.capacity) return nullptr;
       if (table[i].key.compare_exchange_strong(k, key, std::memory_order_acq_rel,
                                                std::memory_order_acquire)) {
         l.devices.fetch_add(1, std::memory_order_relaxed);
@@ -222,6 +208,9 @@ Entry* find_or_insert(Layout& l, DeviceId id) noexcept {
   }
   return nullptr;
 }
+
+Entry* lookup(Layout& l, DeviceId id) noexcept { return probe(l, id, false); }
+Entry* find_or_insert(Layout& l, DeviceId id) noexcept { return probe(l, id, true); }
 
 void raise(std::atomic<std::int64_t>& mark, std::int64_t value) noexcept {
   std::int64_t current = mark.load(std::memory_order_relaxed);
