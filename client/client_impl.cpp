@@ -1,0 +1,469 @@
+#include "client/client_impl.hpp"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+
+#include "protocol/encoder.hpp"
+#include "protocol/errors.hpp"
+
+namespace iotsocket::client {
+namespace {
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+SteadyTime steady_now() { return std::chrono::steady_clock::now(); }
+
+int millis_between(SteadyTime from, SteadyTime to) {
+  if (to <= from) return 0;
+  const auto ms = duration_cast<milliseconds>(to - from).count() + 1;  // round up: no busy loop
+  return static_cast<int>(std::min<milliseconds::rep>(ms, 60'000));
+}
+
+std::string seconds_text(protocol::Tick ticks) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(ticks.count()) / 10'000.0);
+  return text;
+}
+
+}  // namespace
+
+Client::Impl::Impl(Options options, Trust trust, SslCtx ctx, protocol::DeviceId device)
+    : options_(std::move(options)),
+      trust_(std::move(trust)),
+      ctx_(std::move(ctx)),
+      device_(device),
+      backoff_(options_.backoff_initial, options_.backoff_max, std::random_device{}()),
+      random_(std::random_device{}()) {}
+
+Client::Impl::~Impl() {
+  if (link_) link_->goodbye();
+}
+
+void Client::Impl::log(LogLevel level, const std::string& message) const {
+  if (options_.log) {
+    options_.log(level, message);
+    return;
+  }
+  if (level < LogLevel::warning) return;
+  std::fprintf(stderr, "iotsocket-client: %s: %s\n", level == LogLevel::error ? "error" : "warning",
+               message.c_str());
+}
+
+protocol::Time Client::Impl::wall_now() const {
+  return protocol::to_time(options_.clock ? options_.clock() : std::chrono::system_clock::now());
+}
+
+// ---- the public operations ----
+
+std::optional<Event> Client::Impl::take_event() {
+  if (!pushes_.empty()) {
+    Event event{std::move(pushes_.front()), std::nullopt};
+    pushes_.pop_front();
+    return event;
+  }
+  if (!errors_.empty()) {
+    Event event{std::nullopt, std::move(errors_.front())};
+    errors_.pop_front();
+    return event;
+  }
+  if (fatal_) return Event{std::nullopt, fatal_};
+  return std::nullopt;
+}
+
+std::optional<Error> Client::Impl::connect() {
+  if (fatal_) return fatal_;
+  const std::size_t earlier_errors = errors_.size();
+  if (!link_) attempt();
+  const SteadyTime deadline = steady_now() + options_.connect_timeout + options_.login_grace;
+  while (link_ && login_ != Login::accepted && steady_now() < deadline) pump(deadline);
+  if (errors_.size() > earlier_errors) {  // what this call ran into, not older news
+    const auto first_new = errors_.begin() + static_cast<std::ptrdiff_t>(earlier_errors);
+    Error error = std::move(*first_new);
+    errors_.erase(first_new);
+    return error;
+  }
+  if (fatal_) return fatal_;
+  if (!online()) {
+    return Error{ErrorCode::server_gone, "no login within connect_timeout + login_grace", false};
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> Client::Impl::send(std::string_view payload) {
+  if (fatal_) return fatal_;
+  if (const auto problem = protocol::payload_error(payload)) {
+    return Error{ErrorCode::bad_payload,
+                 "payload of " + std::to_string(payload.size()) + " bytes refused (" +
+                     std::string(protocol::name(*problem)) +
+                     "): IOT/1.1 carries 5 to 62534 bytes once \"|#|\" is removed and the "
+                     "ends are stripped",
+                 false};
+  }
+  if (queued() >= options_.queue_limit) {
+    return Error{ErrorCode::queue_full,
+                 std::to_string(queued()) + " frames are waiting already (queue_limit)", false};
+  }
+  queue_.emplace_back(payload);
+  if (online()) write_pending(steady_now());
+  return std::nullopt;
+}
+
+Event Client::Impl::poll(Duration timeout) {
+  const SteadyTime deadline = steady_now() + timeout;
+  for (bool first = true;; first = false) {
+    if (auto event = take_event()) return *event;
+    const SteadyTime now = steady_now();
+    if (!first && now >= deadline) return {};
+    if (link_) {
+      pump(deadline);
+    } else if (now < next_attempt_at_) {
+      if (now >= deadline) return {};
+      ::poll(nullptr, 0, millis_between(now, std::min(deadline, next_attempt_at_)));
+    } else {
+      attempt();
+    }
+  }
+}
+
+void Client::Impl::close(Duration timeout) {
+  if (fatal_) return;
+  const SteadyTime deadline = steady_now() + timeout;
+  while (online() && (!queue_.empty() || in_flight_) && steady_now() < deadline) pump(deadline);
+  if (link_) {
+    link_->goodbye();
+    link_.reset();
+  }
+  fatal_ = Error{ErrorCode::closed, "the client was closed", true};
+}
+
+Duration Client::Impl::wait_hint() const noexcept {
+  if (!pushes_.empty() || !errors_.empty()) return Duration::zero();
+  const SteadyTime now = steady_now();
+  SteadyTime wake = now + std::chrono::hours(1);
+  if (fatal_) return std::chrono::hours(1);
+  if (!link_) {
+    wake = std::max(now, next_attempt_at_);
+  } else if (want_write_) {
+    wake = now + milliseconds(10);  // the caller's loop does not wait for writability
+  } else if (link_->has_buffered_input() || login_ == Login::not_written ||
+             login_ == Login::writing) {
+    wake = now;
+  } else {
+    wake = next_wakeup(wake, now);
+  }
+  return duration_cast<Duration>(wake - now) + (wake > now ? milliseconds(1) : milliseconds(0));
+}
+
+// ---- connecting ----
+
+void Client::Impl::attempt() {
+  const SteadyTime now = steady_now();
+  auto link = Link::open(options_, trust_, ctx_.get(), now + options_.connect_timeout);
+  if (!link) {
+    attempt_failed(link.error());
+    return;
+  }
+  link_.emplace(std::move(*link));
+  decoder_ = protocol::Decoder(protocol::Direction::from_server);
+  login_ = Login::not_written;
+  want_write_ = false;
+  if (trust_.insecure()) {
+    log(LogLevel::warning, "connected to " + link_->peer() +
+                               " WITHOUT authenticating it (insecure): anyone on the path can "
+                               "read and change this traffic; server pin " + link_->server_pin());
+  } else {
+    log(LogLevel::info, "connected to " + link_->peer() + ", logging in as " +
+                            protocol::to_string(device_));
+  }
+  // Each connection renews at a random moment of the last tenth of its allowed age.
+  if (options_.max_connection_age.count() > 0) {
+    const auto age = options_.max_connection_age;
+    std::uniform_int_distribution<Duration::rep> early(0, age.count() / 10);
+    renew_at_ = now + age - Duration{early(random_)};
+  } else {
+    renew_at_ = SteadyTime::max();
+  }
+  write_pending(now);
+}
+
+void Client::Impl::accept_login(SteadyTime now) {
+  if (login_ != Login::waiting) return;
+  login_ = Login::accepted;
+  in_flight_.reset();  // the login's payload: delivered
+  ++stats_.connects;
+  failed_attempts_ = 0;
+  refused_logins_ = 0;
+  backoff_.reset();
+  last_frame_at_ = now;
+  log(LogLevel::info, "logged in to " + link_->peer() + " as " + protocol::to_string(device_));
+}
+
+// ---- one round of I/O ----
+
+void Client::Impl::pump(SteadyTime deadline) {
+  SteadyTime now = steady_now();
+  if (login_ == Login::waiting && now >= login_written_at_ + options_.login_grace) {
+    accept_login(now);
+  }
+  if (login_ == Login::accepted && !in_flight_ && out_.empty() && now >= renew_at_) {
+    renew();
+    return;
+  }
+  write_pending(now);
+  if (!link_) return;
+
+  const bool buffered = link_->has_buffered_input();
+  pollfd p{link_->fd(), static_cast<short>(POLLIN | (want_write_ ? POLLOUT : 0)), 0};
+  const int wait = buffered ? 0 : millis_between(now, next_wakeup(deadline, now));
+  const int ready = ::poll(&p, 1, wait);
+  if (buffered || (ready > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0)) {
+    read_available();
+  }
+  if (link_ && ready > 0 && (p.revents & POLLOUT) != 0) want_write_ = false;
+}
+
+SteadyTime Client::Impl::next_wakeup(SteadyTime deadline, SteadyTime now) const {
+  SteadyTime wake = deadline;
+  if (login_ == Login::waiting) wake = std::min(wake, login_written_at_ + options_.login_grace);
+  if (login_ == Login::accepted) {
+    wake = std::min(wake, renew_at_);
+    if (options_.keepalive.count() > 0) wake = std::min(wake, last_frame_at_ + options_.keepalive);
+    // More frames to write and TLS is not blocked: go on at once (or when the clock allows).
+    if ((!queue_.empty() || !out_.empty()) && !want_write_) wake = std::min(wake, std::max(now, stamp_retry_at_));
+  }
+  return wake;
+}
+
+// ---- writing ----
+
+bool Client::Impl::encode(const std::string& payload, SteadyTime now) {
+  // TIMEs may run ahead of the clock only a little: the server refuses one that is the
+  // tolerance away. Beyond a third of it, frames wait for the clock.
+  const protocol::Tick max_lead = duration_cast<protocol::Tick>(options_.time_tolerance) / 3;
+  const auto time = stamper_.next(wall_now(), max_lead);
+  if (!time) {
+    stamp_retry_at_ = now + milliseconds(1);
+    return false;
+  }
+  out_.clear();
+  out_written_ = 0;
+  // The payload and the key were checked before they were queued; this cannot refuse them.
+  (void)protocol::append_device_frame(out_, device_, options_.key, *time, payload);
+  return !out_.empty();
+}
+
+// Prepares the frame due now, if any: the login, then (once the login is accepted) the
+// queue in order, then a keepalive when the link has been quiet.
+bool Client::Impl::next_frame(SteadyTime now) {
+  if (!out_.empty()) return true;
+  switch (login_) {
+    case Login::not_written:
+      // The first queued frame logs in; with none, the keepalive payload does.
+      if (!encode(queue_.empty() ? options_.keepalive_payload : queue_.front(), now)) return false;
+      in_flight_.reset();
+      if (!queue_.empty()) {
+        in_flight_ = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      login_ = Login::writing;
+      return true;
+    case Login::writing:
+    case Login::waiting:
+      return false;
+    case Login::accepted:
+      break;
+  }
+  if (!queue_.empty()) {
+    if (!encode(queue_.front(), now)) return false;
+    in_flight_ = std::move(queue_.front());
+    queue_.pop_front();
+    return true;
+  }
+  if (options_.keepalive.count() > 0 && now >= last_frame_at_ + options_.keepalive) {
+    in_flight_.reset();
+    return encode(options_.keepalive_payload, now);
+  }
+  return false;
+}
+
+void Client::Impl::frame_written(SteadyTime now) {
+  out_.clear();
+  out_written_ = 0;
+  ++stats_.frames_sent;
+  last_frame_at_ = now;
+  if (login_ == Login::writing) {
+    login_ = Login::waiting;
+    login_written_at_ = now;
+    // The login payload stays in in_flight_ until the login is accepted: a refused login
+    // did not deliver it.
+    return;
+  }
+  in_flight_.reset();
+}
+
+void Client::Impl::write_pending(SteadyTime now) {
+  while (link_ && !want_write_) {
+    if (out_.empty() && !next_frame(now)) return;
+    std::size_t wrote = 0;
+    const Io io = link_->write(std::string_view(out_).substr(out_written_), wrote);
+    if (io == Io::ok) {
+      out_written_ += wrote;
+      if (out_written_ == out_.size()) frame_written(now);
+      continue;
+    }
+    if (io == Io::want_write || io == Io::want_read) {
+      want_write_ = io == Io::want_write;
+      return;
+    }
+    lose_connection(ErrorCode::server_gone, "writing to " + link_->peer() + ": " + link_->last_error());
+    return;
+  }
+}
+
+// ---- reading ----
+
+void Client::Impl::read_available() {
+  std::array<char, 16 * 1024> buffer;
+  while (link_) {
+    std::size_t got = 0;
+    const Io io = link_->read(buffer.data(), buffer.size(), got);
+    if (io == Io::ok) {
+      decoder_.feed(std::string_view(buffer.data(), got));
+      take_frames();
+      continue;
+    }
+    if (io == Io::want_read) return;
+    if (io == Io::want_write) {
+      want_write_ = true;
+      return;
+    }
+    lose_connection(ErrorCode::server_gone, link_->peer() + ": " + link_->last_error());
+    return;
+  }
+}
+
+void Client::Impl::take_frames() {
+  for (;;) {
+    const protocol::Decoded decoded = decoder_.next();
+    if (decoded.status == protocol::DecodeStatus::need_more) return;
+    if (decoded.status == protocol::DecodeStatus::failed) {
+      ++stats_.pushes_refused;
+      lose_connection(ErrorCode::bad_server_frame,
+                      "the server sent a malformed frame (" +
+                          std::string(protocol::name(decoded.error)) + ")");
+      return;
+    }
+    const protocol::FrameView& frame = decoded.frame;
+    // Only a server that accepted the login sends frames.
+    accept_login(steady_now());
+    const protocol::Time now = wall_now();
+    std::optional<Error> refused;
+    if (frame.device != device_) {
+      refused = Error{ErrorCode::bad_server_frame,
+                      "push for device " + protocol::to_string(frame.device) + " dropped", false};
+    } else if (!protocol::within_tolerance(frame.time, now,
+                                           duration_cast<protocol::Tick>(options_.time_tolerance))) {
+      const protocol::Tick off = frame.time > now ? frame.time - now : now - frame.time;
+      refused = Error{ErrorCode::clock_skew,
+                      "push with TIME " + std::string(frame.time_text) + " dropped: it is " +
+                          seconds_text(off) + " from this clock (this clock or the server's is wrong)",
+                      false};
+    } else if (!seen_.is_fresh(frame.time)) {
+      refused = Error{ErrorCode::replayed_push,
+                      "push with TIME " + std::string(frame.time_text) + " dropped: that TIME was seen before",
+                      false};
+    }
+    if (refused) {
+      ++stats_.pushes_refused;
+      report(std::move(*refused));
+      continue;
+    }
+    seen_.accept(frame.time);
+    ++stats_.pushes_received;
+    pushes_.push_back(Push{std::string(frame.body),
+                           std::chrono::time_point_cast<std::chrono::system_clock::duration>(frame.time)});
+  }
+}
+
+// ---- endings ----
+
+void Client::Impl::report(Error error) {
+  log(error.fatal ? LogLevel::error : LogLevel::warning,
+      std::string(name(error.code)) + ": " + error.message);
+  if (error.fatal) {
+    fatal_ = std::move(error);
+  } else {
+    errors_.push_back(std::move(error));
+  }
+}
+
+void Client::Impl::attempt_failed(Error error) {
+  ++stats_.failed_attempts;
+  if (!error.fatal) {
+    const bool refused = error.code == ErrorCode::auth_refused;
+    const unsigned count = refused ? ++refused_logins_ : ++failed_attempts_;
+    const unsigned limit = refused ? options_.max_auth_failures : options_.max_attempts;
+    if (!options_.reconnect || (limit != 0 && count >= limit)) {
+      error.fatal = true;
+      if (options_.reconnect) error.message += " (" + std::to_string(count) + " times in a row; giving up)";
+    } else {
+      const Duration wait = backoff_.next();
+      next_attempt_at_ = steady_now() + wait;
+      error.message += " (next attempt in " + std::to_string(wait.count()) + " ms)";
+    }
+  }
+  report(std::move(error));
+}
+
+void Client::Impl::lose_connection(ErrorCode code, const std::string& why) {
+  const Login login = login_;
+  // A frame cut in the middle never reached the server whole: it goes out again first.
+  // So does the login's payload when the login was refused.
+  if (in_flight_ && (login != Login::accepted || out_written_ < out_.size())) {
+    queue_.push_front(std::move(*in_flight_));
+  }
+  in_flight_.reset();
+  out_.clear();
+  out_written_ = 0;
+  link_.reset();
+  login_ = Login::not_written;
+  want_write_ = false;
+
+  if (login == Login::waiting && code == ErrorCode::server_gone) {
+    attempt_failed(Error{ErrorCode::auth_refused,
+                         "the server closed the connection after the login frame (" + why +
+                             "): wrong key, unknown or disabled device, the device is connected "
+                             "elsewhere, or this clock is off",
+                         false});
+    return;
+  }
+  if (login != Login::accepted) {
+    attempt_failed(Error{code, why, false});
+    return;
+  }
+  // A session that worked ended: try again soon, after a short random wait.
+  Error error{code, "connection lost: " + why, !options_.reconnect};
+  if (options_.reconnect) {
+    backoff_.reset();
+    const Duration wait = backoff_.next();
+    next_attempt_at_ = steady_now() + wait;
+    error.message += " (reconnecting in " + std::to_string(wait.count()) + " ms)";
+  }
+  report(std::move(error));
+}
+
+void Client::Impl::renew() {
+  log(LogLevel::info, "renewing the connection to " + link_->peer() +
+                          " before the server's maximum connection age");
+  link_->goodbye();
+  link_.reset();
+  login_ = Login::not_written;
+  want_write_ = false;
+  next_attempt_at_ = steady_now();
+}
+
+}  // namespace iotsocket::client
