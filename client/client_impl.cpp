@@ -208,6 +208,8 @@ void Client::Impl::pump(SteadyTime deadline) {
   SteadyTime now = steady_now();
   if (login_ == Login::waiting && now >= login_written_at_ + options_.login_grace) {
     accept_login(now);
+    write_pending(now);  // what waited for the login goes out now
+    return;              // the caller may have waited for just this
   }
   if (login_ == Login::accepted && !in_flight_ && out_.empty() && now >= renew_at_) {
     renew();

@@ -103,7 +103,8 @@ TestServer::TestServer(ServerOptions options) : options_(std::move(options)), di
   if (options_.tls) {
     RunResult r = run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                                "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
-                               "/CN=localhost", "-keyout", dir_ + "/key.pem", "-out",
+                               "/CN=localhost", "-addext",
+                               "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", dir_ + "/key.pem", "-out",
                                dir_ + "/cert.pem"});
     if (r.exit_code != 0) throw std::runtime_error("openssl req failed: " + r.err);
   }
@@ -131,6 +132,11 @@ void TestServer::write_config() {
       << "limits: " << options_.limits << "\n"
       << "log: {level: debug}\n"
       << options_.extra_yaml;
+}
+
+void TestServer::keep_port() {
+  options_.listen = "[{address: 127.0.0.1, port: " + std::to_string(port_) + "}]";
+  write_config();
 }
 
 void TestServer::start() {

@@ -62,6 +62,9 @@ class TestServer {
 
   void start();  // spawns iotsocketd and waits for "listening on"
   int stop(int signal_number = SIGTERM);  // returns the exit code (128+sig if killed)
+  // The next start() listens on this run's port again, as a restarted server does for
+  // the devices that reconnect to it.
+  void keep_port();
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   std::uint16_t port() const { return port_; }
