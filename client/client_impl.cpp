@@ -36,6 +36,7 @@ Client::Impl::Impl(Options options, Trust trust, SslCtx ctx, protocol::DeviceId 
       trust_(std::move(trust)),
       ctx_(std::move(ctx)),
       device_(device),
+      pacer_(options_.max_rate, std::max(1u, options_.max_rate / 3)),
       backoff_(options_.backoff_initial, options_.backoff_max, std::random_device{}()),
       random_(std::random_device{}()) {}
 
@@ -235,7 +236,7 @@ SteadyTime Client::Impl::next_wakeup(SteadyTime deadline, SteadyTime now) const 
     wake = std::min(wake, renew_at_);
     if (options_.keepalive.count() > 0) wake = std::min(wake, last_frame_at_ + options_.keepalive);
     // More frames to write and TLS is not blocked: go on at once (or when the clock allows).
-    if ((!queue_.empty() || !out_.empty()) && !want_write_) wake = std::min(wake, std::max(now, stamp_retry_at_));
+    if ((!queue_.empty() || !out_.empty()) && !want_write_) wake = std::min(wake, std::max(now, write_retry_at_));
   }
   return wake;
 }
@@ -243,18 +244,23 @@ SteadyTime Client::Impl::next_wakeup(SteadyTime deadline, SteadyTime now) const 
 // ---- writing ----
 
 bool Client::Impl::encode(const std::string& payload, SteadyTime now) {
+  if (const SteadyTime allowed = pacer_.next_allowed(now); allowed > now) {
+    write_retry_at_ = allowed;
+    return false;
+  }
   // TIMEs may run ahead of the clock only a little: the server refuses one that is the
   // tolerance away. Beyond a third of it, frames wait for the clock.
   const protocol::Tick max_lead = duration_cast<protocol::Tick>(options_.time_tolerance) / 3;
   const auto time = stamper_.next(wall_now(), max_lead);
   if (!time) {
-    stamp_retry_at_ = now + milliseconds(1);
+    write_retry_at_ = now + milliseconds(1);
     return false;
   }
   out_.clear();
   out_written_ = 0;
   // The payload and the key were checked before they were queued; this cannot refuse them.
   (void)protocol::append_device_frame(out_, device_, options_.key, *time, payload);
+  pacer_.sent(now);
   return !out_.empty();
 }
 
@@ -309,7 +315,15 @@ void Client::Impl::frame_written(SteadyTime now) {
 
 void Client::Impl::write_pending(SteadyTime now) {
   while (link_ && !want_write_) {
-    if (out_.empty() && !next_frame(now)) return;
+    if (out_.empty()) {
+      // A server that has closed the connection would lose the frame without a word:
+      // take in what it said first (its close, or pushes), one poll() per frame.
+      if (input_waiting()) {
+        read_available();
+        if (!link_) return;
+      }
+      if (!next_frame(now)) return;
+    }
     std::size_t wrote = 0;
     const Io io = link_->write(std::string_view(out_).substr(out_written_), wrote);
     if (io == Io::ok) {
@@ -327,6 +341,12 @@ void Client::Impl::write_pending(SteadyTime now) {
 }
 
 // ---- reading ----
+
+bool Client::Impl::input_waiting() const {
+  if (link_->has_buffered_input()) return true;
+  pollfd p{link_->fd(), POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
 
 void Client::Impl::read_available() {
   std::array<char, 16 * 1024> buffer;

@@ -17,6 +17,7 @@
 
 #include "client/backoff.hpp"
 #include "client/link.hpp"
+#include "client/pacer.hpp"
 #include "client/trust.hpp"
 #include "iotsocket/client.hpp"
 #include "protocol/decoder.hpp"
@@ -58,6 +59,7 @@ class Client::Impl {
   void write_pending(SteadyTime now);
 
   // Reading: every frame of what arrived, each checked as PROTOCOL.md says.
+  bool input_waiting() const;
   void read_available();
   void take_frames();
   void accept_login(SteadyTime now);
@@ -83,7 +85,7 @@ class Client::Impl {
   SteadyTime login_written_at_{};
   SteadyTime renew_at_{};
   SteadyTime last_frame_at_{};       // a frame was last written completely
-  SteadyTime stamp_retry_at_{};      // frames outran the clock; wait until then
+  SteadyTime write_retry_at_{};      // the pacer or the clock holds the next frame back
   SteadyTime next_attempt_at_{};     // while offline
 
   std::deque<std::string> queue_;    // payloads not yet on their way
@@ -91,6 +93,7 @@ class Client::Impl {
   std::string out_;                  // the frame being written
   std::size_t out_written_ = 0;
 
+  Pacer pacer_;                      // frames per second, under the server's flood limit
   protocol::TimeStamper stamper_;    // TIMEs of our frames: strictly increasing
   protocol::ReplayWindow seen_;      // TIMEs of the server's frames: never twice
 

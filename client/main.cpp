@@ -114,6 +114,9 @@ int main(int argc, char** argv) {
                  "Give up after N refused logins in a row (0: never)")
       ->capture_default_str();
   app.add_option("--queue", c.queue_limit, "Frames kept while offline")->capture_default_str();
+  app.add_option("--max-rate", c.max_rate,
+                 "Frames per second at most, under the server's flood limit (0: no limit)")
+      ->capture_default_str();
   bool verbose = false;
   bool quiet = false;
   app.add_flag("-v,--verbose", verbose, "Log connections and logins too");

@@ -289,6 +289,39 @@ TEST_F(ClientTest, ReconnectsAfterAServerRestartAndLosesNothingSentAfterTheDrop)
   EXPECT_EQ(inbound_payloads(expected.size()), expected) << server_.log();
 }
 
+TEST_F(ClientTest, ABacklogAfterARestartStaysUnderTheServersFloodLimit) {
+  server_.keep_port();
+  auto client = make(options());
+  ASSERT_EQ(client->connect(), std::nullopt) << server_.log();
+  ASSERT_EQ(server_.stop(SIGTERM), 0);
+  ASSERT_EQ(inbound_payloads(1), std::vector<std::string>{"keepalive"});
+  // 600 frames wait while the server is away: sent at once, they would be closed as a
+  // flood (333 within 3 s).
+  std::vector<std::string> sent;
+  for (int i = 0; i < 600; ++i) {
+    sent.push_back("backlog-" + std::to_string(i));
+    ASSERT_EQ(client->send(sent.back()), std::nullopt);
+  }
+  server_.start();
+  for (auto deadline = Clock::now() + 30s; client->queued() > 0 && Clock::now() < deadline;) {
+    client->poll(100ms);
+  }
+  EXPECT_EQ(client->queued(), 0u);
+  EXPECT_EQ(inbound_payloads(sent.size()), sent) << server_.log();
+  EXPECT_EQ(server_.count_in_log("reason=flood"), 0u) << server_.log();
+  EXPECT_EQ(client->stats().connects, 2u);  // no reconnect on the way
+}
+
+TEST_F(ClientTest, CommandIntervalPacesStdinLines) {
+  const auto started = Clock::now();
+  RunResult r = command({"--key", kKey, "--cert", server_.dir() + "/cert.pem", "--once",
+                         "--interval", "300ms"},
+                        "tick 1\ntick 2\ntick 3\ntick 4\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GE(Clock::now() - started, 900ms);  // three intervals between four lines
+  EXPECT_EQ(inbound_payloads(4), (std::vector<std::string>{"tick 1", "tick 2", "tick 3", "tick 4"}));
+}
+
 class ClientRenewalTest : public ClientTest {
  protected:
   // The server closes connections older than 4 s (reason max_age).

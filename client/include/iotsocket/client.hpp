@@ -126,6 +126,11 @@ struct Options {
   unsigned max_auth_failures = 10;
 
   std::size_t queue_limit = 1000;  // frames waiting while not connected
+  // At most this many frames per second on average, in bursts of at most a third of it,
+  // so that a backlog sent after a reconnect stays under the server's flood limit
+  // (protocol.flood_frames per flood_window: 333 per 3 s by default; 90/s with bursts of
+  // 30 is at most 300 in any 3 s). Raise both together. 0: no limit.
+  unsigned max_rate = 90;
 
   // --- hooks
   // Where the client reports what it does. Default: warnings and errors to stderr.
