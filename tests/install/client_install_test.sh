@@ -34,7 +34,14 @@ export PKG_CONFIG_PATH=$libdir/pkgconfig
 g++ -std=c++17 -Wall -Werror "$source/client/examples/sensor_loop.cpp" \
   $(pkg-config --cflags --libs iotsocket-client) -o "$work/sensor_loop_pc"
 
-for binary in "$work/cmake-build/sensor_loop" "$work/sensor_loop_pc"; do
+# The README's sensor loop, as printed there, compiles too.
+awk '/^## For device developers/ {on = 1} on && /^```cpp$/ {code = 1; next}
+     code && /^```$/ {exit} code {print}' "$source/README.md" >"$work/readme_loop.cpp"
+[[ -s $work/readme_loop.cpp ]] || { echo "no C++ block in the README's device section"; exit 1; }
+g++ -std=c++17 -Wall -Werror "$work/readme_loop.cpp" \
+  $(pkg-config --cflags --libs iotsocket-client) -o "$work/readme_loop"
+
+for binary in "$work/cmake-build/sensor_loop" "$work/sensor_loop_pc" "$work/readme_loop"; do
   set +e
   out=$("$binary" 2>&1)
   code=$?
