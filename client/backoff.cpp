@@ -6,7 +6,9 @@ namespace iotsocket::client {
 
 Backoff::Duration Backoff::step(unsigned failures) const noexcept {
   Duration step = initial_;
-  for (unsigned i = 0; i < failures && step < max_; ++i) step *= 2;  // no overflow: stops at max
+  for (unsigned i = 0; i < failures && step < max_; ++i) {
+    step = step > max_ / 2 ? max_ : step * 2;  // never past max_, so never past the type's range
+  }
   return std::clamp(step, Duration{0}, max_);
 }
 

@@ -133,9 +133,10 @@ Event Client::Impl::poll(Duration timeout) {
 void Client::Impl::close(Duration timeout) {
   if (fatal_) return;
   const SteadyTime deadline = steady_now() + timeout;
-  while (online() && (!queue_.empty() || in_flight_) && steady_now() < deadline) pump(deadline);
+  // Connected (also while the login waits out its grace): write what is queued first.
+  while (link_ && (!queue_.empty() || in_flight_) && steady_now() < deadline) pump(deadline);
   if (link_) {
-    link_->goodbye();
+    link_->close_gracefully(std::max(deadline, steady_now() + milliseconds(100)));
     link_.reset();
   }
   fatal_ = Error{ErrorCode::closed, "the client was closed", true};
@@ -150,8 +151,7 @@ Duration Client::Impl::wait_hint() const noexcept {
     wake = std::max(now, next_attempt_at_);
   } else if (want_write_) {
     wake = now + milliseconds(10);  // the caller's loop does not wait for writability
-  } else if (link_->has_buffered_input() || login_ == Login::not_written ||
-             login_ == Login::writing) {
+  } else if (link_->has_buffered_input() || login_ == Login::writing) {
     wake = now;
   } else {
     wake = next_wakeup(wake, now);
@@ -230,13 +230,25 @@ void Client::Impl::pump(SteadyTime deadline) {
 }
 
 SteadyTime Client::Impl::next_wakeup(SteadyTime deadline, SteadyTime now) const {
+  // A frame that is due may still be held back by the pacer (or the clock) until then.
+  const SteadyTime can_write = std::max(now, write_retry_at_);
   SteadyTime wake = deadline;
-  if (login_ == Login::waiting) wake = std::min(wake, login_written_at_ + options_.login_grace);
-  if (login_ == Login::accepted) {
-    wake = std::min(wake, renew_at_);
-    if (options_.keepalive.count() > 0) wake = std::min(wake, last_frame_at_ + options_.keepalive);
-    // More frames to write and TLS is not blocked: go on at once (or when the clock allows).
-    if ((!queue_.empty() || !out_.empty()) && !want_write_) wake = std::min(wake, std::max(now, write_retry_at_));
+  switch (login_) {
+    case Login::not_written:
+      wake = std::min(wake, can_write);
+      break;
+    case Login::writing:
+      break;  // waits for writability
+    case Login::waiting:
+      wake = std::min(wake, login_written_at_ + options_.login_grace);
+      break;
+    case Login::accepted:
+      wake = std::min(wake, renew_at_);
+      if (options_.keepalive.count() > 0) {
+        wake = std::min(wake, std::max(last_frame_at_ + options_.keepalive, write_retry_at_));
+      }
+      if ((!queue_.empty() || !out_.empty()) && !want_write_) wake = std::min(wake, can_write);
+      break;
   }
   return wake;
 }
@@ -481,7 +493,9 @@ void Client::Impl::lose_connection(ErrorCode code, const std::string& why) {
 void Client::Impl::renew() {
   log(LogLevel::info, "renewing the connection to " + link_->peer() +
                           " before the server's maximum connection age");
-  link_->goodbye();
+  // Wait for the server to close its side: a new login that overtook the old connection's
+  // close would be refused as a duplicate.
+  link_->close_gracefully(steady_now() + std::chrono::seconds(1));
   link_.reset();
   login_ = Login::not_written;
   want_write_ = false;

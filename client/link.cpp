@@ -241,4 +241,17 @@ void Link::goodbye() noexcept {
   ERR_clear_error();
 }
 
+void Link::close_gracefully(SteadyTime deadline) noexcept {
+  goodbye();
+  ::shutdown(fd_.get(), SHUT_WR);
+  char sink[4096];
+  for (;;) {
+    std::size_t got = 0;
+    const Io io = read(sink, sizeof sink, got);
+    if (io == Io::closed || io == Io::failed) return;
+    if (io == Io::ok) continue;
+    if (!wait_for(fd_.get(), POLLIN, deadline)) return;
+  }
+}
+
 }  // namespace iotsocket::client

@@ -43,6 +43,9 @@ class Link {
   bool has_buffered_input() const noexcept;
   // Sends close_notify (once, without waiting for the server's).
   void goodbye() noexcept;
+  // Sends close_notify, then reads (and drops) until the server closes too or the deadline
+  // passes, so that the server has seen the end of this connection.
+  void close_gracefully(SteadyTime deadline) noexcept;
   // Why the last read or write failed.
   const std::string& last_error() const noexcept { return last_error_; }
 

@@ -176,8 +176,9 @@ class Client {
   std::function<void(const Push&)> on_push;
   std::function<void(const Error&)> on_error;
 
-  // Waits up to `timeout` for the queue to be written, then closes the connection
-  // (close_notify). Later calls return `closed`.
+  // When connected, waits up to `timeout` for the queue to be written; then closes the
+  // connection (close_notify, and the server's close awaited within the timeout). Frames
+  // still queued are dropped (queued() tells how many). Later calls return `closed`.
   void close(Duration timeout = std::chrono::seconds(2));
 
   // For a caller with its own event loop (poll, select, epoll): the socket to watch for
