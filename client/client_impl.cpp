@@ -79,7 +79,7 @@ std::optional<Error> Client::Impl::connect() {
   if (fatal_) return fatal_;
   const std::size_t earlier_errors = errors_.size();
   if (!link_) attempt();
-  const SteadyTime deadline = steady_now() + options_.connect_timeout + options_.login_grace;
+  const SteadyTime deadline = steady_now() + 2 * options_.connect_timeout + options_.login_grace;
   while (link_ && login_ != Login::accepted && steady_now() < deadline) pump(deadline);
   if (errors_.size() > earlier_errors) {  // what this call ran into, not older news
     const auto first_new = errors_.begin() + static_cast<std::ptrdiff_t>(earlier_errors);
@@ -135,10 +135,7 @@ void Client::Impl::close(Duration timeout) {
   const SteadyTime deadline = steady_now() + timeout;
   // Connected (also while the login waits out its grace): write what is queued first.
   while (link_ && (!queue_.empty() || in_flight_) && steady_now() < deadline) pump(deadline);
-  if (link_) {
-    link_->close_gracefully(std::max(deadline, steady_now() + milliseconds(100)));
-    link_.reset();
-  }
+  if (link_) end_link(std::max(deadline, steady_now() + milliseconds(100)));
   fatal_ = Error{ErrorCode::closed, "the client was closed", true};
 }
 
@@ -163,7 +160,7 @@ Duration Client::Impl::wait_hint() const noexcept {
 
 void Client::Impl::attempt() {
   const SteadyTime now = steady_now();
-  auto link = Link::open(options_, trust_, ctx_.get(), now + options_.connect_timeout);
+  auto link = Link::open(options_, trust_, ctx_.get());
   if (!link) {
     attempt_failed(link.error());
     return;
@@ -172,6 +169,7 @@ void Client::Impl::attempt() {
   decoder_ = protocol::Decoder(protocol::Direction::from_server);
   login_ = Login::not_written;
   want_write_ = false;
+  write_wants_read_ = false;
   if (trust_.insecure()) {
     log(LogLevel::warning, "connected to " + link_->peer() +
                                " WITHOUT authenticating it (insecure): anyone on the path can "
@@ -208,11 +206,16 @@ void Client::Impl::accept_login(SteadyTime now) {
 void Client::Impl::pump(SteadyTime deadline) {
   SteadyTime now = steady_now();
   if (login_ == Login::waiting && now >= login_written_at_ + options_.login_grace) {
+    // A refusal that has arrived by now must not be mistaken for silence.
+    if (input_waiting()) {
+      read_available();
+      if (!link_) return;
+    }
     accept_login(now);
     write_pending(now);  // what waited for the login goes out now
     return;              // the caller may have waited for just this
   }
-  if (login_ == Login::accepted && !in_flight_ && out_.empty() && now >= renew_at_) {
+  if (login_ == Login::accepted && idle() && now >= renew_at_) {
     renew();
     return;
   }
@@ -224,6 +227,7 @@ void Client::Impl::pump(SteadyTime deadline) {
   const int wait = buffered ? 0 : millis_between(now, next_wakeup(deadline, now));
   const int ready = ::poll(&p, 1, wait);
   if (buffered || (ready > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0)) {
+    write_wants_read_ = false;
     read_available();
   }
   if (link_ && ready > 0 && (p.revents & POLLOUT) != 0) want_write_ = false;
@@ -243,11 +247,15 @@ SteadyTime Client::Impl::next_wakeup(SteadyTime deadline, SteadyTime now) const 
       wake = std::min(wake, login_written_at_ + options_.login_grace);
       break;
     case Login::accepted:
-      wake = std::min(wake, renew_at_);
-      if (options_.keepalive.count() > 0) {
-        wake = std::min(wake, std::max(last_frame_at_ + options_.keepalive, write_retry_at_));
+      // Renewal and keepalive act only between frames; while a frame is cut short by a
+      // full socket, the wait is for the socket.
+      if (idle()) {
+        wake = std::min(wake, renew_at_);
+        if (options_.keepalive.count() > 0) {
+          wake = std::min(wake, std::max(last_frame_at_ + options_.keepalive, write_retry_at_));
+        }
       }
-      if ((!queue_.empty() || !out_.empty()) && !want_write_) wake = std::min(wake, can_write);
+      if ((!queue_.empty() || !out_.empty()) && !write_blocked()) wake = std::min(wake, can_write);
       break;
   }
   return wake;
@@ -263,11 +271,22 @@ bool Client::Impl::encode(const std::string& payload, SteadyTime now) {
   // TIMEs may run ahead of the clock only a little: the server refuses one that is the
   // tolerance away. Beyond a third of it, frames wait for the clock.
   const protocol::Tick max_lead = duration_cast<protocol::Tick>(options_.time_tolerance) / 3;
-  const auto time = stamper_.next(wall_now(), max_lead);
+  const protocol::Time wall = wall_now();
+  const auto time = stamper_.next(wall, max_lead);
   if (!time) {
-    write_retry_at_ = now + milliseconds(1);
+    // Frames came faster than one per 0.1 ms for a while, or the clock stepped back: a
+    // TIME above the last one would be too far ahead. Wait until the clock catches up.
+    const auto behind = duration_cast<milliseconds>(stamper_.last() - max_lead - wall);
+    write_retry_at_ = now + std::max(milliseconds(1), behind + milliseconds(1));
+    if (behind > milliseconds(100) && !clock_warned_) {
+      clock_warned_ = true;
+      log(LogLevel::warning, "the clock is " + std::to_string(behind.count()) +
+                                 " ms behind the TIME of the last frame sent (it stepped back?); "
+                                 "frames wait until it catches up");
+    }
     return false;
   }
+  clock_warned_ = false;
   out_.clear();
   out_written_ = 0;
   // The payload and the key were checked before they were queued; this cannot refuse them.
@@ -326,7 +345,7 @@ void Client::Impl::frame_written(SteadyTime now) {
 }
 
 void Client::Impl::write_pending(SteadyTime now) {
-  while (link_ && !want_write_) {
+  while (link_ && !write_blocked()) {
     if (out_.empty()) {
       // A server that has closed the connection would lose the frame without a word:
       // take in what it said first (its close, or pushes), one poll() per frame.
@@ -345,6 +364,7 @@ void Client::Impl::write_pending(SteadyTime now) {
     }
     if (io == Io::want_write || io == Io::want_read) {
       want_write_ = io == Io::want_write;
+      write_wants_read_ = io == Io::want_read;
       return;
     }
     lose_connection(ErrorCode::server_gone, "writing to " + link_->peer() + ": " + link_->last_error());
@@ -466,6 +486,7 @@ void Client::Impl::lose_connection(ErrorCode code, const std::string& why) {
   link_.reset();
   login_ = Login::not_written;
   want_write_ = false;
+  write_wants_read_ = false;
 
   if (login == Login::waiting && code == ErrorCode::server_gone) {
     attempt_failed(Error{ErrorCode::auth_refused,
@@ -495,11 +516,21 @@ void Client::Impl::renew() {
                           " before the server's maximum connection age");
   // Wait for the server to close its side: a new login that overtook the old connection's
   // close would be refused as a duplicate.
-  link_->close_gracefully(steady_now() + std::chrono::seconds(1));
+  if (!end_link(steady_now() + std::chrono::seconds(1))) return;
+  next_attempt_at_ = steady_now();
+}
+
+bool Client::Impl::end_link(SteadyTime deadline) {
+  std::string late;
+  link_->close_gracefully(deadline, late);
+  decoder_.feed(late);
+  take_frames();  // pushes that were on their way are still delivered
+  if (!link_) return false;  // they broke the framing: lose_connection() did the rest
   link_.reset();
   login_ = Login::not_written;
   want_write_ = false;
-  next_attempt_at_ = steady_now();
+  write_wants_read_ = false;
+  return true;
 }
 
 }  // namespace iotsocket::client

@@ -69,6 +69,11 @@ class Client::Impl {
   void attempt_failed(Error error);
   void report(Error error);
   void renew();
+  bool end_link(SteadyTime deadline);  // false when the late input lost the connection
+
+  bool write_blocked() const noexcept { return want_write_ || write_wants_read_; }
+  // Between frames: nothing half written, nothing waiting for the socket.
+  bool idle() const noexcept { return out_.empty() && !in_flight_ && !write_blocked(); }
 
   SteadyTime next_wakeup(SteadyTime deadline, SteadyTime now) const;
   protocol::Time wall_now() const;
@@ -81,7 +86,9 @@ class Client::Impl {
   std::optional<Link> link_;
   Login login_ = Login::not_written;
   protocol::Decoder decoder_{protocol::Direction::from_server};
-  bool want_write_ = false;          // TLS asked to wait for writability
+  bool want_write_ = false;          // a write waits for writability
+  bool write_wants_read_ = false;    // a write waits for input (TLS needs to read first)
+  bool clock_warned_ = false;        // said once that the clock is behind our TIMEs
   SteadyTime login_written_at_{};
   SteadyTime renew_at_{};
   SteadyTime last_frame_at_{};       // a frame was last written completely

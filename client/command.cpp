@@ -24,15 +24,23 @@ using Clock = std::chrono::steady_clock;
 volatile sig_atomic_t g_stop = 0;
 extern "C" void on_stop_signal(int) { g_stop = 1; }
 
-// SIGINT/SIGTERM end the command cleanly (queue written, close_notify sent). Without
-// SA_RESTART, so that the wait in poll() returns at once.
-void install_signal_handlers() {
+// SIGINT/SIGTERM end the command cleanly (queue written, close_notify sent). They stay
+// blocked except inside the loop's ppoll(), so one that arrives between the check of
+// g_stop and the wait still ends the wait at once. Returns the mask for ppoll().
+sigset_t install_signal_handlers() {
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGINT, &action, nullptr);
   ::sigaction(SIGTERM, &action, nullptr);
   ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error from write(), not a death
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigset_t unblocked;
+  ::sigprocmask(SIG_BLOCK, &stop_signals, &unblocked);
+  return unblocked;
 }
 
 std::function<void(LogLevel, std::string_view)> stderr_log(int verbosity) {
@@ -60,7 +68,7 @@ int print_pin(const Options& options) {
     std::fprintf(stderr, "iotsocket-client: %s\n", ctx.error().message.c_str());
     return exit_code_for(ctx.error());
   }
-  auto link = Link::open(options, *trust, ctx->get(), Clock::now() + options.connect_timeout);
+  auto link = Link::open(options, *trust, ctx->get());
   if (!link) {
     std::fprintf(stderr, "iotsocket-client: %s: %s\n", std::string(name(link.error().code)).c_str(),
                  link.error().message.c_str());
@@ -74,9 +82,18 @@ int print_pin(const Options& options) {
 // stdin → frames, with --interval pacing and the client's queue as backpressure.
 class LineSource {
  public:
-  explicit LineSource(Duration interval) : interval_(interval) {
-    ::fcntl(STDIN_FILENO, F_SETFL, ::fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+  // stdin is read non-blocking; its flags are shared with whoever else holds the pipe or
+  // terminal (the shell), so they are restored on the way out.
+  explicit LineSource(Duration interval)
+      : interval_(interval), stdin_flags_(::fcntl(STDIN_FILENO, F_GETFL)) {
+    open_ = stdin_flags_ != -1;
+    if (open_) ::fcntl(STDIN_FILENO, F_SETFL, stdin_flags_ | O_NONBLOCK);
   }
+  ~LineSource() {
+    if (stdin_flags_ != -1) ::fcntl(STDIN_FILENO, F_SETFL, stdin_flags_);
+  }
+  LineSource(const LineSource&) = delete;
+  LineSource& operator=(const LineSource&) = delete;
 
   // stdin is worth watching: open, and room for more lines.
   bool wants_input(const Client& client, std::size_t queue_limit) const {
@@ -111,14 +128,14 @@ class LineSource {
     const auto now = Clock::now();
     while (!lines_.empty()) {
       if (now < next_send_at_) return std::chrono::duration_cast<Duration>(next_send_at_ - now);
-      ++line_number_;
       if (auto error = client.send(lines_.front())) {
-        if (error->code == ErrorCode::queue_full) return Duration(10);  // retry shortly
+        if (error->code == ErrorCode::queue_full) return Duration(100);  // retry later
         if (error->fatal) return Duration::zero();
         ++refused_;
         std::fprintf(stderr, "iotsocket-client: error: stdin line %llu refused: %s\n",
-                     static_cast<unsigned long long>(line_number_), error->message.c_str());
+                     static_cast<unsigned long long>(line_number_ + 1), error->message.c_str());
       }
+      ++line_number_;
       lines_.pop_front();
       next_send_at_ = now + interval_;
     }
@@ -144,6 +161,7 @@ class LineSource {
   Clock::time_point next_send_at_{};
   std::uint64_t line_number_ = 0;
   std::size_t refused_ = 0;
+  int stdin_flags_;
   bool open_ = true;
 };
 
@@ -178,7 +196,7 @@ int exit_code_for(const Error& error) noexcept {
 }
 
 int run(CommandOptions options) {
-  install_signal_handlers();
+  const sigset_t wait_mask = install_signal_handlers();
   options.client.log = stderr_log(options.verbosity);
   if (options.print_pin) return print_pin(options.client);
   if (options.once) options.client.reconnect = false;
@@ -195,6 +213,14 @@ int run(CommandOptions options) {
   pollfd first{STDIN_FILENO, POLLIN, 0};
   if (::poll(&first, 1, 100) > 0) stdin_lines.read_available();
   std::uint64_t received = 0;
+  // Done: --count pushes arrived (if asked), and with --once, stdin has ended and every
+  // line was written after an accepted login (a refused one puts its frame back).
+  auto done = [&] {
+    const bool count_reached = !options.count || received >= *options.count;
+    const bool stdin_sent = stdin_lines.exhausted() && client->queued() == 0 && client->online();
+    if (options.once) return count_reached && stdin_sent;
+    return options.count.has_value() && count_reached;
+  };
   while (g_stop == 0) {
     const Duration until_line = stdin_lines.send_due(*client);
     // Drain what the client has for us, doing its due work on the way.
@@ -202,29 +228,26 @@ int run(CommandOptions options) {
       Event event = client->poll(Duration::zero());
       if (event.push) {
         if (!print_push(*event.push)) return kExitServerGone;
-        if (options.count && ++received >= *options.count) {
-          client->close();
-          return kExitOk;
-        }
+        ++received;
         continue;
       }
       if (event.error && event.error->fatal) return exit_code_for(*event.error);
       if (!event.error) break;  // non-fatal errors are in the log already
     }
-    // Done only once the login is accepted: a refused one puts its frame back in the queue.
-    if (options.once && stdin_lines.exhausted() && client->queued() == 0 && client->online() &&
-        !options.count) {
+    if (done()) {
       client->close();
-      return stdin_lines.refused() > 0 ? kExitLinesRefused : kExitOk;
+      return options.once && stdin_lines.refused() > 0 ? kExitLinesRefused : kExitOk;
     }
-    // Sleep until stdin, the server or a timer has something.
+    // Sleep until stdin, the server, a timer or a signal has something.
     pollfd fds[2];
     nfds_t n = 0;
-    if (stdin_lines.wants_input(*client, options.client.queue_limit)) fds[n++] = {STDIN_FILENO, POLLIN, 0};
+    const bool watch_stdin = stdin_lines.wants_input(*client, options.client.queue_limit);
+    if (watch_stdin) fds[n++] = {STDIN_FILENO, POLLIN, 0};
     if (client->fd() >= 0) fds[n++] = {client->fd(), POLLIN, 0};
     const Duration wait = std::min({client->wait_hint(), until_line, Duration(60'000)});
-    if (::poll(fds, n, static_cast<int>(wait.count())) > 0 && n > 0 && fds[0].fd == STDIN_FILENO &&
-        fds[0].revents != 0) {
+    const timespec timeout{static_cast<time_t>(wait.count() / 1000),
+                           static_cast<long>(wait.count() % 1000) * 1'000'000};
+    if (::ppoll(fds, n, &timeout, &wait_mask) > 0 && watch_stdin && fds[0].revents != 0) {
       stdin_lines.read_available();
     }
   }

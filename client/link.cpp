@@ -15,6 +15,8 @@
 #include <cstring>
 #include <memory>
 
+#include "protocol/limits.hpp"
+
 namespace iotsocket::client {
 namespace {
 
@@ -118,8 +120,7 @@ Expected<Fd, std::string> connect_to(const addrinfo& ai, SteadyTime deadline) {
 
 }  // namespace
 
-Expected<Link, Error> Link::open(const Options& options, const Trust& trust, SSL_CTX* ctx,
-                                 SteadyTime deadline) {
+Expected<Link, Error> Link::open(const Options& options, const Trust& trust, SSL_CTX* ctx) {
   const std::string where = options.host + ":" + std::to_string(options.port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -134,8 +135,14 @@ Expected<Link, Error> Link::open(const Options& options, const Trust& trust, SSL
 
   Link link;
   std::string why;
+  std::size_t untried = 0;
+  for (const addrinfo* ai = addresses.get(); ai != nullptr; ai = ai->ai_next) ++untried;
+  const SteadyTime connect_deadline = std::chrono::steady_clock::now() + options.connect_timeout;
   for (const addrinfo* ai = addresses.get(); ai != nullptr && !link.fd_; ai = ai->ai_next) {
-    auto fd = connect_to(*ai, deadline);
+    // An equal share of the time left for each address still to try.
+    const auto now = std::chrono::steady_clock::now();
+    const auto share = (connect_deadline - now) / static_cast<long>(untried--);
+    auto fd = connect_to(*ai, now + share);
     if (fd) {
       link.fd_ = std::move(*fd);
       link.peer_ = address_text(ai->ai_addr);
@@ -148,10 +155,15 @@ Expected<Link, Error> Link::open(const Options& options, const Trust& trust, SSL
   ERR_clear_error();
   link.ssl_.reset(SSL_new(ctx));
   if (!link.ssl_) return failure(ErrorCode::tls_failed, "SSL_new: " + drain_tls_errors());
-  trust.prepare(link.ssl_.get(), options.server_name.empty() ? options.host : options.server_name);
+  const std::string& name = options.server_name.empty() ? options.host : options.server_name;
+  if (!trust.prepare(link.ssl_.get(), name)) {
+    return failure(ErrorCode::tls_failed, "cannot set the server name '" + name + "': " + drain_tls_errors());
+  }
   SSL_set_fd(link.ssl_.get(), link.fd_.get());
+  const SteadyTime deadline = std::chrono::steady_clock::now() + options.connect_timeout;
   for (;;) {
     const SigpipeGuard guard;
+    ERR_clear_error();  // SSL_get_error() reads the queue: nothing stale may be in it
     const int rc = SSL_connect(link.ssl_.get());
     if (rc == 1) break;
     const int saved_errno = errno;
@@ -217,6 +229,7 @@ Io Link::write(std::string_view bytes, std::size_t& wrote) noexcept {
   wrote = 0;
   if (bytes.empty()) return Io::ok;
   const SigpipeGuard guard;
+  ERR_clear_error();
   errno = 0;
   const int rc = SSL_write_ex(ssl_.get(), bytes.data(), bytes.size(), &wrote);
   if (rc == 1) return Io::ok;
@@ -226,6 +239,7 @@ Io Link::write(std::string_view bytes, std::size_t& wrote) noexcept {
 Io Link::read(char* buffer, std::size_t capacity, std::size_t& got) noexcept {
   got = 0;
   const SigpipeGuard guard;
+  ERR_clear_error();
   errno = 0;
   const int rc = SSL_read_ex(ssl_.get(), buffer, capacity, &got);
   if (rc == 1) return Io::ok;
@@ -241,15 +255,18 @@ void Link::goodbye() noexcept {
   ERR_clear_error();
 }
 
-void Link::close_gracefully(SteadyTime deadline) noexcept {
+void Link::close_gracefully(SteadyTime deadline, std::string& late) noexcept {
   goodbye();
   ::shutdown(fd_.get(), SHUT_WR);
-  char sink[4096];
-  for (;;) {
+  char buffer[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
     std::size_t got = 0;
-    const Io io = read(sink, sizeof sink, got);
+    const Io io = read(buffer, sizeof buffer, got);
     if (io == Io::closed || io == Io::failed) return;
-    if (io == Io::ok) continue;
+    if (io == Io::ok) {
+      if (late.size() < protocol::kMaxFrameBytes) late.append(buffer, got);
+      continue;
+    }
     if (!wait_for(fd_.get(), POLLIN, deadline)) return;
   }
 }

@@ -23,9 +23,10 @@ enum class Io { ok, want_read, want_write, closed, failed };
 class Link {
  public:
   // A connected, authenticated link, or the error that says why not (server_gone,
-  // tls_failed, certificate_rejected, pin_mismatch).
-  static Expected<Link, Error> open(const Options& options, const Trust& trust, SSL_CTX* ctx,
-                                    SteadyTime deadline);
+  // tls_failed, certificate_rejected, pin_mismatch). options.connect_timeout bounds the TCP
+  // connect (shared among the host's addresses, so that one that drops packets leaves
+  // time for the next) and, again, the TLS handshake.
+  static Expected<Link, Error> open(const Options& options, const Trust& trust, SSL_CTX* ctx);
 
   Link(Link&&) noexcept = default;
   Link& operator=(Link&&) noexcept = default;
@@ -43,9 +44,10 @@ class Link {
   bool has_buffered_input() const noexcept;
   // Sends close_notify (once, without waiting for the server's).
   void goodbye() noexcept;
-  // Sends close_notify, then reads (and drops) until the server closes too or the deadline
-  // passes, so that the server has seen the end of this connection.
-  void close_gracefully(SteadyTime deadline) noexcept;
+  // Sends close_notify and reads until the server closes too or the deadline passes, so
+  // that the server has seen the end of this connection. What it reads meanwhile (pushes
+  // already on their way) is appended to `late`, up to one maximal frame.
+  void close_gracefully(SteadyTime deadline, std::string& late) noexcept;
   // Why the last read or write failed.
   const std::string& last_error() const noexcept { return last_error_; }
 

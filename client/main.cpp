@@ -19,11 +19,14 @@ using iotsocket::client::CommandOptions;
 
 constexpr const char* kExitCodes =
     "Exit codes:\n"
-    "  0  done: --once and stdin ended with everything sent, --count reached, or SIGINT/SIGTERM\n"
-    "  1  the server could not be reached (with --once, or after --retries attempts)\n"
+    "  0  done: with --once, stdin ended and every line was sent (and --count pushes arrived);\n"
+    "     without it, --count pushes arrived; or SIGINT/SIGTERM\n"
+    "  1  the server could not be reached or the connection was lost (with --once; else after\n"
+    "     --retries attempts in a row), or stdout was closed\n"
     "  2  bad command line or an unreadable --ca/--cert/--key-file file\n"
     "  3  the server refused the login (wrong key, unknown or disabled device, device\n"
-    "     connected elsewhere, clock off by 3 s or more), --auth-retries times in a row\n"
+    "     connected elsewhere, clock off by 3 s or more): with --once the first time, else\n"
+    "     --auth-retries times in a row\n"
     "  4  the server's certificate does not match --pin/--cert or does not verify against --ca\n"
     "  5  with --once: some stdin lines were not valid payloads (5 to 62534 bytes); the others were sent\n"
     "\n"
@@ -77,10 +80,10 @@ int main(int argc, char** argv) {
       ->check([](const std::string& text) -> std::string {
         return protocol::parse_device_id(text) ? "" : "'" + text + "' is not a device ID (1 to 10 digits)";
       });
-  CLI::Option* key = app.add_option("--key", c.key, "Device key")->envname("IOTSOCKET_KEY");
+  app.add_option("--key", c.key, "Device key")->envname("IOTSOCKET_KEY");
   std::string key_file;
-  app.add_option("--key-file", key_file, "Read the device key from the first line of FILE")
-      ->excludes(key);
+  app.add_option("--key-file", key_file,
+                 "Read the device key from the first line of FILE (before --key and IOTSOCKET_KEY)");
 
   app.add_option("--ca", c.ca_file, "Trust servers whose chain verifies against this PEM bundle");
   app.add_option("--cert", c.cert_file,
@@ -100,9 +103,10 @@ int main(int argc, char** argv) {
                "Send --keepalive-payload after DURATION without a frame (0: never; default 60s)");
   app.add_option("--keepalive-payload", c.keepalive_payload, "Keepalive and login payload")
       ->capture_default_str();
-  add_duration(app, "--connect-timeout", c.connect_timeout, "TCP connect + TLS handshake limit (default 10s)");
+  add_duration(app, "--connect-timeout", c.connect_timeout,
+               "Limit of the TCP connect and, again, of the TLS handshake (default 10s)");
   add_duration(app, "--login-grace", c.login_grace,
-               "A login counts as accepted when the server keeps the link open this long (default 1s)");
+               "A login counts as accepted when the server keeps the link open this long (default 2s)");
   add_duration(app, "--max-age", c.max_connection_age,
                "Renew the connection before this age (default 23h; 0: never)");
   add_duration(app, "--backoff", c.backoff_initial, "First wait before reconnecting (default 1s)");

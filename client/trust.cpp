@@ -147,21 +147,18 @@ Expected<SslCtx, Error> Trust::make_context() const {
   return ctx;
 }
 
-void Trust::prepare(SSL* ssl, const std::string& server_name) const {
+bool Trust::prepare(SSL* ssl, const std::string& server_name) const {
   const bool ip = is_ip_address(server_name);
-  if (!ip) {
-    // SSL_set_tlsext_host_name(), without the macro's C cast.
-    SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-             const_cast<char*>(server_name.c_str()));
+  // SSL_set_tlsext_host_name(), without the macro's C cast. No SNI for an address (RFC 6066).
+  if (!ip && SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                      const_cast<char*>(server_name.c_str())) != 1) {
+    return false;
   }
-  if (ca_file_.empty()) return;
+  if (ca_file_.empty()) return true;
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-  if (ip) {
-    X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str());
-  } else {
-    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), 0);
-  }
+  if (ip) return X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str()) == 1;
+  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  return X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), 0) == 1;
 }
 
 std::optional<Error> Trust::verification_error(SSL* ssl) const {

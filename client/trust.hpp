@@ -36,7 +36,8 @@ class Trust {
   Expected<SslCtx, Error> make_context() const;
 
   // Sets SNI and, with a CA bundle, the name or IP address the certificate must carry.
-  void prepare(SSL* ssl, const std::string& server_name) const;
+  // False when OpenSSL refused one of them: the name check would otherwise fail open.
+  bool prepare(SSL* ssl, const std::string& server_name) const;
 
   // After the handshake: nullopt when the server is the one we trust.
   std::optional<Error> check(SSL* ssl) const;

@@ -97,11 +97,13 @@ struct Options {
   std::string server_name; // SNI and the name checked with ca_file; default: host
 
   // --- timing
-  Duration connect_timeout = std::chrono::seconds(10);  // TCP connect + TLS handshake
+  // The TCP connect (shared among the host's addresses) and, again, the TLS handshake.
+  Duration connect_timeout = std::chrono::seconds(10);
   // IOT/1.1 has no login reply: a server that refuses a login closes the connection at
   // once. The login counts as accepted when the connection is still open this long after
-  // the login frame (or a push arrives earlier). Other frames wait until then.
-  Duration login_grace = std::chrono::seconds(1);
+  // the login frame (or a push arrives earlier). Other frames wait until then. It must be
+  // longer than a round trip: raise it on links slower than a second (2G, NB-IoT).
+  Duration login_grace = std::chrono::seconds(2);
   Duration time_tolerance = std::chrono::seconds(3);  // the server's protocol.time_tolerance
   // The server closes a link silent for 90 s. With nothing else sent for this long, the
   // client sends keepalive_payload (the backend sees it as an ordinary record). It is
@@ -157,7 +159,7 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Connects, handshakes, authenticates the server and logs in, waiting up to
-  // connect_timeout + login_grace. Not needed before send()/poll(), which connect on
+  // 2 x connect_timeout + login_grace. Not needed before send()/poll(), which connect on
   // their own (with backoff); useful to see the first error at once.
   std::optional<Error> connect();
 
@@ -167,7 +169,7 @@ class Client {
 
   // Runs I/O (connects, logs in, writes, reads, keeps alive, renews) until a push arrives,
   // something goes wrong, or `timeout` passes. A connection attempt started inside may
-  // take up to connect_timeout + login_grace.
+  // take up to 2 x connect_timeout.
   Event poll(Duration timeout);
 
   // Like poll() for the whole `duration`, handing pushes to on_push and non-fatal errors

@@ -3,6 +3,9 @@
 // max_rate, the queue limit, and close() writing what is queued.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <memory>
 #include <string>
 
 #include "protocol/encoder.hpp"
@@ -208,6 +211,43 @@ TEST(ClientFrames, CloseWritesTheQueueThenEveryCallIsClosed) {
   ASSERT_TRUE(event.error.has_value());
   EXPECT_EQ(event.error->code, ErrorCode::closed);
   EXPECT_EQ(server.connection_count(), 1u);
+}
+
+}  // namespace
+}  // namespace iotsocket::client::test
+
+namespace iotsocket::client::test {
+namespace {
+
+// A clock that steps back (an NTP correction, a Pi without RTC) must not make the client
+// send a TIME below one it sent (the server would refuse it as a replay): frames wait,
+// one warning says why, and they go out once the clock has caught up.
+TEST(ClientFrames, AClockThatStepsBackHoldsFramesAndSaysWhy) {
+  FakeServer server(certificates().server);
+  Options options = test_options(server.port());
+  auto offset = std::make_shared<std::atomic<long>>(0);  // milliseconds
+  options.clock = [offset] {
+    return std::chrono::system_clock::now() + std::chrono::milliseconds(offset->load());
+  };
+  auto lines = std::make_shared<std::vector<std::string>>();
+  options.log = [lines](LogLevel, std::string_view line) { lines->emplace_back(line); };
+  auto client = connected_client(options);
+  ASSERT_TRUE(client);
+  offset->store(-5000);
+  ASSERT_FALSE(client->send("after-the-step"));
+  Events events;
+  drive_for(*client, events, 500ms);
+  EXPECT_EQ(frame_count(server, 0), 1u);  // the login only: the frame waits
+  const auto warned = std::count_if(lines->begin(), lines->end(), [](const std::string& l) {
+    return l.find("stepped back") != std::string::npos;
+  });
+  EXPECT_EQ(warned, 1);
+  offset->store(0);
+  EXPECT_TRUE(drive_until(*client, events, [&] { return frame_count(server, 0) == 2; }, 3s))
+      << events.describe();
+  const Connection first = server.inspect([](const std::vector<Connection>& c) { return c[0]; });
+  EXPECT_GT(first.frames[1].time, first.frames[0].time);
+  EXPECT_EQ(first.frames[1].body, "after-the-step");
 }
 
 }  // namespace
