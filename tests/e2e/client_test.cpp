@@ -239,6 +239,29 @@ TEST_F(ClientTest, CommandOnceExitsWhenStdinIsSentAndNamesRefusedLines) {
   EXPECT_NE(help.out.find("Exit codes"), std::string::npos) << help.out;
 }
 
+// SIGTERM ends the command at once and cleanly (exit 0), and the stdin it shared with the
+// shell is blocking again afterwards: `timeout 1 cat` then blocks (124) instead of failing
+// at once with EAGAIN (1), as it would on a descriptor left non-blocking.
+TEST_F(ClientTest, CommandStopsCleanlyOnSigtermAndLeavesStdinBlocking) {
+  const std::string script =
+      "exec 3<>'" + server_.dir() + "/stdin.fifo'\n" +
+      "'" + binary("iotsocket-client") + "' --host 127.0.0.1 --port " + std::to_string(server_.port()) +
+      " --id " + id_text() + " --key " + kKey + " --cert '" + server_.dir() + "/cert.pem' <&3 &\n" +
+      "pid=$!\n"
+      "sleep 1.5\n"
+      "kill -TERM $pid\n"
+      "wait $pid\n"
+      "echo client=$?\n"
+      "timeout 1 cat <&3 >/dev/null 2>&1\n"
+      "echo cat=$?\n";
+  ASSERT_EQ(run_command({"/usr/bin/mkfifo", server_.dir() + "/stdin.fifo"}).exit_code, 0);
+  const auto started = Clock::now();
+  RunResult r = run_command({"/bin/sh", "-c", script});
+  EXPECT_EQ(r.out, "client=0\ncat=124\n") << r.err;
+  EXPECT_LT(Clock::now() - started, 10s);
+  EXPECT_EQ(inbound_payloads(1), std::vector<std::string>{"keepalive"});  // it had logged in
+}
+
 TEST_F(ClientTest, PrintPinShowsWhatOpensslComputes) {
   RunResult r = run_command({binary("iotsocket-client"), "--host", "127.0.0.1", "--port",
                              std::to_string(server_.port()), "--insecure", "--print-pin"});
