@@ -1,6 +1,12 @@
 #include "common/tls.hpp"
 
+#include <cstdio>
+#include <memory>
+
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
 
 namespace iotsocket {
 namespace {
@@ -58,13 +64,58 @@ Expected<SslCtx, std::string> make_server_context(const std::string& cert_file,
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert_file.c_str()) != 1) {
     return failure("cannot load certificate " + cert_file);
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx.get(), key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return failure("cannot load private key " + key_file);
+  // Read the key first and match it ourselves: SSL_CTX_use_PrivateKey_file() reports a
+  // key of another certificate as "cannot load" ("key values mismatch").
+  std::unique_ptr<FILE, int (*)(FILE*)> key_in(std::fopen(key_file.c_str(), "r"), &std::fclose);
+  std::unique_ptr<EVP_PKEY, void (*)(EVP_PKEY*)> key(
+      key_in ? PEM_read_PrivateKey(key_in.get(), nullptr, nullptr, nullptr) : nullptr, &EVP_PKEY_free);
+  if (!key) return failure("cannot load private key " + key_file);
+  if (X509_check_private_key(SSL_CTX_get0_certificate(ctx.get()), key.get()) != 1) {
+    drain_tls_errors();
+    return Unexpected{"private key " + key_file + " does not match certificate " + cert_file};
+  }
+  if (SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) {
+    return failure("cannot use private key " + key_file);
   }
   if (SSL_CTX_check_private_key(ctx.get()) != 1) {
     return failure("private key " + key_file + " does not match certificate " + cert_file);
   }
   return ctx;
+}
+
+std::vector<std::string> certificate_warnings(SSL_CTX* ctx, const std::string& cert_file,
+                                              const std::string& key_file, int warn_days) {
+  std::vector<std::string> warnings;
+  if (X509* cert = SSL_CTX_get0_certificate(ctx)) {
+    int days = 0;
+    int seconds = 0;
+    // From now (nullptr) to the end of validity; negative when it has passed.
+    if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(cert)) == 1) {
+      if (days < 0 || (days == 0 && seconds < 0)) {
+        warnings.push_back("certificate " + cert_file + " has EXPIRED " + std::to_string(-days) +
+                           " days ago: devices that check it (a CA or its dates) refuse the server");
+      } else if (days < warn_days) {
+        const int rounded = days + (seconds >= 12 * 3600 ? 1 : 0);  // to the nearest day
+        warnings.push_back("certificate " + cert_file + " expires in " + std::to_string(rounded) +
+                           (rounded == 1 ? " day" : " days") + " (within " +
+                           std::to_string(warn_days) + " days): renew it");
+      }
+    }
+    if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notBefore(cert)) == 1 &&
+        (days > 0 || seconds > 0)) {
+      warnings.push_back("certificate " + cert_file + " is not valid yet (its notBefore is " +
+                         std::to_string(days) + " days ahead): is this clock right?");
+    }
+  }
+  ERR_clear_error();
+  struct stat st {};
+  if (::stat(key_file.c_str(), &st) == 0 && (st.st_mode & S_IROTH) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    warnings.push_back("key " + key_file + " is readable by every user (mode " + mode +
+                       "): chmod 600 it (or 640 with the server's group)");
+  }
+  return warnings;
 }
 
 }  // namespace iotsocket

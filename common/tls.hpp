@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "protocol/expected.hpp"
 
@@ -27,6 +28,12 @@ using Ssl = std::unique_ptr<SSL, SslFree>;
 // key from PEM files (ECDSA or RSA). Errors name the file and OpenSSL's reason.
 Expected<SslCtx, std::string> make_server_context(const std::string& cert_file,
                                                   const std::string& key_file);
+
+// What an operator should hear about a loaded certificate and key before devices do:
+// the certificate has expired, is not valid yet, or expires within `warn_days`; the key
+// file is readable by every user. One line each, naming the file; empty when all is well.
+std::vector<std::string> certificate_warnings(SSL_CTX* ctx, const std::string& cert_file,
+                                              const std::string& key_file, int warn_days = 30);
 
 // The OpenSSL error queue as one line ("reason; reason"), emptied. "" when it is empty.
 std::string drain_tls_errors();

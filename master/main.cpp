@@ -111,6 +111,9 @@ int main(int argc, char** argv) {
       return 1;
     }
     tls = std::move(*made);
+    for (const std::string& warning : certificate_warnings(tls.get(), config->tls.cert, config->tls.key)) {
+      spdlog::warn("tls: {}", warning);
+    }
   }
   if (check_only) {
     std::cout << "configuration OK\n";
