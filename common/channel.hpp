@@ -39,6 +39,8 @@ enum class Cmd : std::uint8_t {
   push,
   device_online,
   push_returned,
+  reload_tls,  // master -> worker: load this certificate and key (payload "CERT\nKEY") for
+               // new handshakes; connected devices keep theirs
 };
 
 // The largest payload a message carries: one push body (PROTOCOL.md rule 10).
@@ -62,7 +64,7 @@ struct Message {
 
 // Whether a command carries a payload after the fixed part.
 constexpr bool carries_payload(Cmd cmd) noexcept {
-  return cmd == Cmd::push || cmd == Cmd::push_returned;
+  return cmd == Cmd::push || cmd == Cmd::push_returned || cmd == Cmd::reload_tls;
 }
 static_assert(std::is_trivially_copyable_v<Message>);
 

@@ -25,6 +25,7 @@
 
 #include "common/channel.hpp"
 #include "common/log.hpp"
+#include "common/tls.hpp"
 #include "common/net.hpp"
 #include "common/registry.hpp"
 #include "master/offline_queue.hpp"
@@ -123,12 +124,14 @@ class Master {
   void reap();
   void worker_gone(WorkerSlot& w, int status);
   void begin_shutdown();
+  void reload();
   void tick(steady_clock::time_point now);
   void set_accepting(bool on);
   int timeout_ms(steady_clock::time_point now) const;
 
   const config::Config& config_;
-  SSL_CTX* tls_;
+  SSL_CTX* tls_;          // what new workers inherit: main's context, or the last reload's
+  SslCtx reloaded_tls_;   // owns the last reload's context
   std::vector<Listener> listeners_;
   std::vector<WorkerSlot> workers_;
   Fd epoll_;
@@ -603,9 +606,7 @@ void Master::on_signal() {
         }
         break;
       case SIGHUP:
-        // Reload (certificates, config) is the operations issue's; until then the running
-        // settings stay, rather than SIGHUP's default action of ending the process.
-        spdlog::warn("SIGHUP: reload is not supported in this version; the current settings stay");
+        reload();
         break;
       case SIGUSR1:
         spdlog::info("SIGUSR1: logging goes to stderr; nothing to reopen");
@@ -614,6 +615,71 @@ void Master::on_signal() {
         break;
     }
   }
+}
+
+// ---- SIGHUP -------------------------------------------------------------------------
+//
+// nginx-style: the new config and certificate are built and checked in full first; any
+// failure is logged and the running settings stay. What this version reloads is the TLS
+// certificate and key: workers load them for new handshakes, connected devices keep
+// theirs. Other changed settings are named in the log as waiting for a restart.
+
+namespace {
+
+void log_restart_only_changes(const config::Config& running, const config::Config& next) {
+  const std::pair<const char*, bool> changed[] = {
+      {"listen", running.listen != next.listen},
+      {"tls.enabled", running.tls.enabled != next.tls.enabled},
+      {"workers", running.workers != next.workers},
+      {"devices", running.devices != next.devices},
+      {"fifo", running.fifo != next.fifo},
+      {"spool", running.spool != next.spool},
+      {"runtime", running.runtime != next.runtime},
+      {"timeouts", running.timeouts != next.timeouts},
+      {"protocol", running.protocol != next.protocol},
+      {"limits", running.limits != next.limits},
+      {"push", running.push != next.push},
+      {"log", running.log != next.log},
+  };
+  for (const auto& [section, differs] : changed) {
+    if (differs) {
+      spdlog::warn("reload: {} changed in {}; it takes effect at the next restart", section,
+                   next.path);
+    }
+  }
+}
+
+}  // namespace
+
+void Master::reload() {
+  spdlog::info("SIGHUP: reloading {}", config_.path);
+  auto loaded = config::load_file(config_.path);
+  if (!loaded) {
+    for (const auto& error : loaded.error()) {
+      spdlog::error("reload refused, the running settings stay: {}", error.to_string());
+    }
+    return;
+  }
+  const config::Config& next = *loaded;
+  log_restart_only_changes(config_, next);
+  if (!config_.tls.enabled || !next.tls.enabled) {
+    spdlog::info("reload: nothing to reload without TLS");
+    return;
+  }
+  auto made = make_server_context(next.tls.cert, next.tls.key);
+  if (!made) {
+    spdlog::error("reload refused, the running certificate stays: tls: {}", made.error());
+    return;
+  }
+  for (const std::string& warning : certificate_warnings(made->get(), next.tls.cert, next.tls.key)) {
+    spdlog::warn("tls: {}", warning);
+  }
+  reloaded_tls_ = std::move(*made);
+  tls_ = reloaded_tls_.get();  // for workers forked from now on
+  for (std::uint32_t i = 0; i < workers_.size(); ++i) {
+    send_to(i, channel::Message{.cmd = channel::Cmd::reload_tls}, next.tls.cert + "\n" + next.tls.key);
+  }
+  spdlog::info("reload: certificate {} for new connections", next.tls.cert);
 }
 
 void Master::begin_shutdown() {

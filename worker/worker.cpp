@@ -23,6 +23,7 @@
 
 #include "common/channel.hpp"
 #include "common/log.hpp"
+#include "common/tls.hpp"
 #include "common/registry.hpp"
 #include "protocol/device_id.hpp"
 #include "protocol/encoder.hpp"
@@ -104,6 +105,7 @@ class Worker {
   bool watch_channel() noexcept;
   void on_channel() noexcept;
   void adopt(Fd socket, const PeerAddress& peer) noexcept;
+  void reload_tls(const std::string& files) noexcept;
   void say_to_master(channel::Cmd cmd, const PeerAddress& peer = {}) noexcept;
   void send_to_master(const channel::Message& m, std::string payload = {}) noexcept;
   void flush_outbox() noexcept;
@@ -155,7 +157,8 @@ class Worker {
   }
 
   const config::Config& config_;
-  SSL_CTX* tls_;
+  SSL_CTX* tls_;          // for new handshakes: the inherited context or the last reload's
+  SslCtx reloaded_tls_;   // owns the last reload's (connections keep a reference to theirs)
   shm::DeviceTable& table_;
   shm::WorkerCounters& counters_;
   std::uint32_t index_;
@@ -274,11 +277,28 @@ void Worker::on_channel() noexcept {
       adopt(std::move(r.fd), r.message.peer);
     } else if (r.message.cmd == channel::Cmd::push) {
       on_push(r);
+    } else if (r.message.cmd == channel::Cmd::reload_tls) {
+      reload_tls(r.payload);
     } else if (r.message.cmd == channel::Cmd::shutdown) {
       spdlog::info("shutdown requested by the master");
       stopping_ = true;
     }
   }
+}
+
+// The master has checked these files; they are loaded again here because a context
+// cannot cross fork(). Should that fail (the files changed in between), the old one stays.
+void Worker::reload_tls(const std::string& files) noexcept {
+  const auto newline = files.find('\n');
+  if (tls_ == nullptr || newline == std::string::npos) return;
+  auto made = make_server_context(files.substr(0, newline), files.substr(newline + 1));
+  if (!made) {
+    spdlog::error("reload refused, the running certificate stays: tls: {}", made.error());
+    return;
+  }
+  reloaded_tls_ = std::move(*made);
+  tls_ = reloaded_tls_.get();
+  spdlog::info("reload: new handshakes use {}", files.substr(0, newline));
 }
 
 void Worker::adopt(Fd socket, const PeerAddress& peer) noexcept {
