@@ -31,6 +31,7 @@
 #include "master/offline_queue.hpp"
 #include "master/push_fifo.hpp"
 #include "master/push_router.hpp"
+#include "master/service_notify.hpp"
 #include "protocol/time.hpp"
 #include "shm/device_table.hpp"
 #include "worker/worker.hpp"
@@ -125,6 +126,8 @@ class Master {
   void worker_gone(WorkerSlot& w, int status);
   void begin_shutdown();
   void reload();
+  std::string status_text() const;
+  void announce_ready_when_all_are();
   void tick(steady_clock::time_point now);
   void set_accepting(bool on);
   int timeout_ms(steady_clock::time_point now) const;
@@ -132,6 +135,8 @@ class Master {
   const config::Config& config_;
   SSL_CTX* tls_;          // what new workers inherit: main's context, or the last reload's
   SslCtx reloaded_tls_;   // owns the last reload's context
+  ServiceNotify notify_;
+  bool announced_ready_ = false;
   std::vector<Listener> listeners_;
   std::vector<WorkerSlot> workers_;
   Fd epoll_;
@@ -516,6 +521,7 @@ void Master::on_worker(std::size_t index) {
       case channel::Cmd::ready:
         w.state = WorkerState::ready;
         spdlog::info("worker {} ready", index);
+        announce_ready_when_all_are();
         tick(steady_clock::now());
         break;
       case channel::Cmd::connection_closed:
@@ -653,6 +659,18 @@ void log_restart_only_changes(const config::Config& running, const config::Confi
 
 void Master::reload() {
   spdlog::info("SIGHUP: reloading {}", config_.path);
+  // RELOADING=1, then READY=1 again however the reload ends (a refused one leaves the
+  // service as it was); nothing before the first READY=1.
+  struct Reloading {
+    ServiceNotify& notify;
+    bool announced;
+    Reloading(ServiceNotify& n, bool a) : notify(n), announced(a) {
+      if (announced) notify.reloading();
+    }
+    ~Reloading() {
+      if (announced) notify.reloaded();
+    }
+  } reloading{notify_, announced_ready_};
   auto loaded = config::load_file(config_.path);
   if (!loaded) {
     for (const auto& error : loaded.error()) {
@@ -682,7 +700,26 @@ void Master::reload() {
   spdlog::info("reload: certificate {} for new connections", next.tls.cert);
 }
 
+std::string Master::status_text() const {
+  std::size_t ready = 0;
+  for (const auto& w : workers_) ready += w.state == WorkerState::ready ? 1 : 0;
+  return std::to_string(connections_) + " connections, " + std::to_string(ready) + " of " +
+         std::to_string(workers_.size()) + " workers ready";
+}
+
+// READY=1 once, when every worker has said ready the first time (the listeners are bound
+// before the workers start).
+void Master::announce_ready_when_all_are() {
+  if (announced_ready_) return;
+  for (const auto& w : workers_) {
+    if (w.state != WorkerState::ready) return;
+  }
+  announced_ready_ = true;
+  notify_.ready(status_text());
+}
+
 void Master::begin_shutdown() {
+  notify_.stopping();
   stopping_ = true;
   stop_deadline_ = steady_clock::now() + kShutdownGrace;
   set_accepting(false);
@@ -695,6 +732,7 @@ void Master::begin_shutdown() {
 }
 
 void Master::tick(steady_clock::time_point now) {
+  notify_.watchdog(now);
   hand_off_parked();
   if (!reading_pushes_ && outbox_bytes() <= kMaxOutboxBytes / 2) set_reading_pushes(true);
   if (now >= next_expiry_) {
@@ -712,6 +750,7 @@ void Master::tick(steady_clock::time_point now) {
   }
   if (now >= next_tick_) {
     next_tick_ = now + 1s;
+    if (announced_ready_ && !stopping_) notify_.status(status_text());
     if (refused_.max_connections + refused_.per_ip > 0) {
       spdlog::warn("refused at accept in the last second: {} over max_connections, {} over "
                    "the per-address cap",
@@ -722,7 +761,7 @@ void Master::tick(steady_clock::time_point now) {
 }
 
 int Master::timeout_ms(steady_clock::time_point now) const {
-  auto until = next_tick_;
+  auto until = std::min(next_tick_, notify_.next_watchdog());
   if (!parked_.empty()) until = std::min(until, now + kParkedRetry);
   if (!accepting_ && !stopping_) until = std::min(until, accept_resume_at_);
   if (stopping_) until = std::min(until, stop_deadline_);
