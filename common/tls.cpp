@@ -1,6 +1,8 @@
 #include "common/tls.hpp"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include <openssl/err.h>
@@ -67,9 +69,15 @@ Expected<SslCtx, std::string> make_server_context(const std::string& cert_file,
   // Read the key first and match it ourselves: SSL_CTX_use_PrivateKey_file() reports a
   // key of another certificate as "cannot load" ("key values mismatch").
   std::unique_ptr<FILE, int (*)(FILE*)> key_in(std::fopen(key_file.c_str(), "r"), &std::fclose);
+  if (!key_in) {
+    return Unexpected{"cannot load private key " + key_file + ": " + std::strerror(errno)};
+  }
+  // No passphrase callback prompting on a terminal (it would stall a reload): an
+  // encrypted key is refused.
+  auto no_passphrase = [](char*, int, int, void*) { return 0; };
   std::unique_ptr<EVP_PKEY, void (*)(EVP_PKEY*)> key(
-      key_in ? PEM_read_PrivateKey(key_in.get(), nullptr, nullptr, nullptr) : nullptr, &EVP_PKEY_free);
-  if (!key) return failure("cannot load private key " + key_file);
+      PEM_read_PrivateKey(key_in.get(), nullptr, no_passphrase, nullptr), &EVP_PKEY_free);
+  if (!key) return failure("cannot load private key " + key_file + " (an encrypted key is not supported)");
   if (X509_check_private_key(SSL_CTX_get0_certificate(ctx.get()), key.get()) != 1) {
     drain_tls_errors();
     return Unexpected{"private key " + key_file + " does not match certificate " + cert_file};
@@ -91,11 +99,12 @@ std::vector<std::string> certificate_warnings(SSL_CTX* ctx, const std::string& c
     int seconds = 0;
     // From now (nullptr) to the end of validity; negative when it has passed.
     if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(cert)) == 1) {
+      const int rounded = days + (seconds >= 12 * 3600 ? 1 : 0);  // to the nearest day
       if (days < 0 || (days == 0 && seconds < 0)) {
-        warnings.push_back("certificate " + cert_file + " has EXPIRED " + std::to_string(-days) +
-                           " days ago: devices that check it (a CA or its dates) refuse the server");
-      } else if (days < warn_days) {
-        const int rounded = days + (seconds >= 12 * 3600 ? 1 : 0);  // to the nearest day
+        warnings.push_back("certificate " + cert_file + " has EXPIRED (" +
+                           (days == 0 ? std::string("less than a day") : std::to_string(-days) + " days") +
+                           " ago): devices that check it (a CA or its dates) refuse the server");
+      } else if (rounded < warn_days) {
         warnings.push_back("certificate " + cert_file + " expires in " + std::to_string(rounded) +
                            (rounded == 1 ? " day" : " days") + " (within " +
                            std::to_string(warn_days) + " days): renew it");
@@ -116,6 +125,14 @@ std::vector<std::string> certificate_warnings(SSL_CTX* ctx, const std::string& c
                        "): chmod 600 it (or 640 with the server's group)");
   }
   return warnings;
+}
+
+bool copy_ticket_keys(SSL_CTX* from, SSL_CTX* to) {
+  // SSL_CTX_get/set_tlsext_ticket_keys(), without the macros' C casts: 80 bytes of
+  // name, HMAC and AES keys.
+  unsigned char keys[80];
+  return SSL_CTX_ctrl(from, SSL_CTRL_GET_TLSEXT_TICKET_KEYS, sizeof keys, keys) == 1 &&
+         SSL_CTX_ctrl(to, SSL_CTRL_SET_TLSEXT_TICKET_KEYS, sizeof keys, keys) == 1;
 }
 
 }  // namespace iotsocket

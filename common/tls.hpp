@@ -35,6 +35,10 @@ Expected<SslCtx, std::string> make_server_context(const std::string& cert_file,
 std::vector<std::string> certificate_warnings(SSL_CTX* ctx, const std::string& cert_file,
                                               const std::string& key_file, int warn_days = 30);
 
+// Gives `to` the session-ticket keys of `from`, so that a ticket issued under one context
+// (one worker, or before a reload) resumes under the other. False if OpenSSL refused.
+bool copy_ticket_keys(SSL_CTX* from, SSL_CTX* to);
+
 // The OpenSSL error queue as one line ("reason; reason"), emptied. "" when it is empty.
 std::string drain_tls_errors();
 

@@ -349,6 +349,8 @@ bool Master::spawn(std::size_t index) {
     return false;
   }
   if (pid == 0) {
+    // Only the master speaks to systemd.
+    for (const char* name : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}) ::unsetenv(name);
     // The child keeps only its own channel end: no listeners, no other channels.
     for (auto& l : listeners_) l.fd.reset();
     for (auto& other : workers_) other.channel.reset();
@@ -658,6 +660,10 @@ void log_restart_only_changes(const config::Config& running, const config::Confi
 }  // namespace
 
 void Master::reload() {
+  if (stopping_) {
+    spdlog::info("SIGHUP while stopping: ignored");
+    return;
+  }
   spdlog::info("SIGHUP: reloading {}", config_.path);
   // RELOADING=1, then READY=1 again however the reload ends (a refused one leaves the
   // service as it was); nothing before the first READY=1.
@@ -692,6 +698,8 @@ void Master::reload() {
   for (const std::string& warning : certificate_warnings(made->get(), next.tls.cert, next.tls.key)) {
     spdlog::warn("tls: {}", warning);
   }
+  // The running ticket keys go on, so that devices resume their sessions on any worker.
+  if (!copy_ticket_keys(tls_, made->get())) spdlog::warn("reload: cannot carry the session-ticket keys over");
   reloaded_tls_ = std::move(*made);
   tls_ = reloaded_tls_.get();  // for workers forked from now on
   for (std::uint32_t i = 0; i < workers_.size(); ++i) {

@@ -296,6 +296,8 @@ void Worker::reload_tls(const std::string& files) noexcept {
     spdlog::error("reload refused, the running certificate stays: tls: {}", made.error());
     return;
   }
+  // Keys inherited from the master: every worker's tickets resume on every other.
+  if (!copy_ticket_keys(tls_, made->get())) spdlog::warn("reload: cannot carry the session-ticket keys over");
   reloaded_tls_ = std::move(*made);
   tls_ = reloaded_tls_.get();
   spdlog::info("reload: new handshakes use {}", files.substr(0, newline));

@@ -290,6 +290,11 @@ TEST_F(SmallWriteQueueTest, ADeviceThatDoesNotReadIsClosedAndItsUnsentPushesWait
   auto first = sleeper->read_pushes(kPushes, 3s);
   ASSERT_FALSE(first.empty());
   ASSERT_LT(first.size(), static_cast<std::size_t>(kPushes));
+  // Pushes the master had already sent toward the closed connection come back to the
+  // offline queue one by one. A device that logs in again before they are back gets them
+  // after newer ones (a known limit, README "Still weak" of issue 4): give them a moment,
+  // as a device's reconnect backoff does. This test is about the write queue, not that race.
+  std::this_thread::sleep_for(1s);
   auto again = logged_in(server_, *reader_, kFirstId + 10);
   auto rest = again->read_pushes(kPushes - first.size(), 30s);
   auto repeat = again->read_pushes(1, 500ms);  // one cut short by the close may come again
