@@ -22,12 +22,7 @@ class CheckConfigTest : public ::testing::Test {
   // A new self-signed pair valid for `days`, written over the server's cert.pem/key.pem
   // (or to other names).
   void make_pair(int days, const std::string& cert = "cert.pem", const std::string& key = "key.pem") {
-    RunResult r = run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                               "ec_paramgen_curve:P-256", "-nodes", "-days", std::to_string(days),
-                               "-subj", "/CN=localhost", "-keyout", server_.dir() + "/" + key,
-                               "-out", server_.dir() + "/" + cert});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    ::chmod((server_.dir() + "/" + key).c_str(), 0600);
+    make_certificate(server_.dir() + "/" + cert, server_.dir() + "/" + key, days);
   }
   void append_config(const std::string& text) const {
     std::ofstream(server_.config_path(), std::ios::app) << text;

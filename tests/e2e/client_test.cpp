@@ -22,24 +22,9 @@ const std::string kKey = "client-test-key-0001";
 
 std::string id_text(std::uint64_t id = kId) { return std::to_string(id); }
 
-// The server certificate's SPKI pin, computed by the openssl command (not by our code).
-std::string pin_by_openssl(const std::string& cert) {
-  RunResult r = run_command({"/bin/sh", "-c",
-                             "openssl x509 -in '" + cert +
-                                 "' -pubkey -noout | openssl pkey -pubin -outform der | "
-                                 "openssl dgst -sha256 -binary | base64"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  while (!r.out.empty() && r.out.back() == '\n') r.out.pop_back();
-  return "sha256/" + r.out;
-}
-
 // A certificate the server does not have, for "does not match" cases.
 std::string other_certificate(const std::string& dir) {
-  RunResult r = run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                             "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
-                             "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
-                             dir + "/other-key.pem", "-out", dir + "/other-cert.pem"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
+  make_certificate(dir + "/other-cert.pem", dir + "/other-key.pem");
   return dir + "/other-cert.pem";
 }
 
@@ -144,7 +129,7 @@ TEST_F(ClientTest, TheRightPinOrCaConnects) {
   const std::string cert = server_.dir() + "/cert.pem";
   cl::Options by_pin = options(kId);
   by_pin.cert_file.clear();
-  by_pin.pins = {pin_by_openssl(cert)};
+  by_pin.pins = {openssl_pin(cert)};
   auto a = make(by_pin);
   ASSERT_EQ(a->connect(), std::nullopt) << server_.log();
   EXPECT_EQ(a->server_pin(), by_pin.pins[0]);
@@ -163,7 +148,7 @@ TEST_F(ClientTest, AWrongPinOrCaRefusesTheServerBeforeAnyFrame) {
 
   cl::Options wrong_pin = options(kId);
   wrong_pin.cert_file.clear();
-  wrong_pin.pins = {pin_by_openssl(other)};
+  wrong_pin.pins = {openssl_pin(other)};
   auto a = make(wrong_pin);
   auto error = a->connect();
   ASSERT_TRUE(error.has_value());
@@ -213,7 +198,7 @@ TEST_F(ClientTest, AWrongKeyEndsWithAnAuthErrorAfterBackoffNotARetryStorm) {
 TEST_F(ClientTest, CommandSendsStdinLinesAndPrintsPushes) {
   // Pushed while the device is offline: they wait in the offline queue for its login.
   server_.push_lines(id_text() + " first-push\n" + id_text() + " second\\npush\n");
-  RunResult r = command({"--key", kKey, "--pin", pin_by_openssl(server_.dir() + "/cert.pem"),
+  RunResult r = command({"--key", kKey, "--pin", openssl_pin(server_.dir() + "/cert.pem"),
                          "--count", "2"},
                         "line one\nline two\n");
   EXPECT_EQ(r.exit_code, 0) << r.err << server_.log();
@@ -266,7 +251,7 @@ TEST_F(ClientTest, PrintPinShowsWhatOpensslComputes) {
   RunResult r = run_command({binary("iotsocket-client"), "--host", "127.0.0.1", "--port",
                              std::to_string(server_.port()), "--insecure", "--print-pin"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, pin_by_openssl(server_.dir() + "/cert.pem") + "\n");
+  EXPECT_EQ(r.out, openssl_pin(server_.dir() + "/cert.pem") + "\n");
 }
 
 TEST_F(ClientTest, ReconnectsAfterAServerRestartAndLosesNothingSentAfterTheDrop) {

@@ -94,6 +94,25 @@ RunResult run_command(const std::vector<std::string>& argv, const std::string& i
   return r;
 }
 
+void make_certificate(const std::string& cert_file, const std::string& key_file, int days) {
+  RunResult r = run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                             "ec_paramgen_curve:P-256", "-nodes", "-days", std::to_string(days),
+                             "-subj", "/CN=localhost", "-addext",
+                             "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key_file,
+                             "-out", cert_file});
+  if (r.exit_code != 0) throw std::runtime_error("openssl req failed: " + r.err);
+  ::chmod(key_file.c_str(), 0600);
+}
+
+std::string openssl_pin(const std::string& cert_file) {
+  RunResult r = run_command({"/bin/sh", "-c",
+                             "openssl x509 -in '" + cert_file +
+                                 "' -pubkey -noout | openssl pkey -pubin -outform der | "
+                                 "openssl dgst -sha256 -binary | base64"});
+  if (r.exit_code != 0) throw std::runtime_error("openssl pin failed: " + r.err);
+  return "sha256/" + r.out.substr(0, r.out.find('\n'));
+}
+
 // ---- TestServer -----------------------------------------------------------------------
 
 TestServer::TestServer(ServerOptions options) : options_(std::move(options)), dir_(make_temp_dir()) {
@@ -101,12 +120,7 @@ TestServer::TestServer(ServerOptions options) : options_(std::move(options)), di
   static std::atomic<unsigned> servers{0};
   shm_name_ = "iotsocket-e2e-" + std::to_string(::getpid()) + "-" + std::to_string(servers++);
   if (options_.tls) {
-    RunResult r = run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                               "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
-                               "/CN=localhost", "-addext",
-                               "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", dir_ + "/key.pem", "-out",
-                               dir_ + "/cert.pem"});
-    if (r.exit_code != 0) throw std::runtime_error("openssl req failed: " + r.err);
+    make_certificate(dir_ + "/cert.pem", dir_ + "/key.pem");
   }
   write_config();
 }

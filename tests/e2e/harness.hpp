@@ -28,6 +28,14 @@ namespace iotsocket::e2e {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
+// A self-signed ECDSA P-256 certificate (CN and SAN localhost, SAN IP 127.0.0.1) valid for
+// `days`, and its key (mode 0600), made by the openssl command. Throws when that fails.
+void make_certificate(const std::string& cert_file, const std::string& key_file, int days = 2);
+
+// The SHA-256 pin of a PEM certificate's public key ("sha256/BASE64"), computed by the
+// openssl command line, independently of our code.
+std::string openssl_pin(const std::string& cert_file);
+
 // Path of a built binary: build/bin/<name>.
 std::string binary(std::string_view name);
 

@@ -28,14 +28,7 @@ class ReloadTest : public ::testing::Test {
     old_pin_ = file_pin("cert.pem");
   }
 
-  std::string file_pin(const std::string& cert) const {
-    RunResult r = run_command({"/bin/sh", "-c",
-                               "openssl x509 -in '" + server_.dir() + "/" + cert +
-                                   "' -pubkey -noout | openssl pkey -pubin -outform der | "
-                                   "openssl dgst -sha256 -binary | base64"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return "sha256/" + r.out.substr(0, r.out.find('\n'));
-  }
+  std::string file_pin(const std::string& cert) const { return openssl_pin(server_.dir() + "/" + cert); }
 
   // The pins that `handshakes` new connections were served. After each probe a connection
   // is held open, so that the master (which hands a connection to the least-loaded worker)
@@ -54,11 +47,7 @@ class ReloadTest : public ::testing::Test {
   }
 
   void make_pair(const std::string& cert, const std::string& key) const {
-    RunResult r = run_command({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                               "ec_paramgen_curve:P-256", "-nodes", "-days", "365", "-subj",
-                               "/CN=localhost", "-keyout", server_.dir() + "/" + key, "-out",
-                               server_.dir() + "/" + cert});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
+    make_certificate(server_.dir() + "/" + cert, server_.dir() + "/" + key, 365);
   }
 
   // Sends SIGHUP and waits for the master to finish with it (success or refusal).
