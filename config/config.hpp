@@ -102,6 +102,13 @@ struct Log {
   friend bool operator==(const Log&, const Log&) = default;
 };
 
+// The Prometheus endpoint (master/metrics_server.hpp). Restart-only.
+struct Metrics {
+  std::string listen;  // "ADDRESS:PORT" ("127.0.0.1:9100", "[::1]:9100"); empty: off
+
+  friend bool operator==(const Metrics&, const Metrics&) = default;
+};
+
 struct Config {
   std::string path;  // the file it came from (for messages)
   std::vector<ListenAddress> listen{{"0.0.0.0", 9000}};
@@ -116,6 +123,7 @@ struct Config {
   Limits limits;
   Push push;
   Log log;
+  Metrics metrics;
 
   friend bool operator==(const Config&, const Config&) = default;
 };

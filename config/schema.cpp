@@ -5,6 +5,7 @@
 #include <array>
 #include <limits>
 
+#include "config/host_port.hpp"
 #include "config/units.hpp"
 
 namespace iotsocket::config {
@@ -213,6 +214,20 @@ void read_log(Reader& r, Node node, At at, Log& log) {
   r.mapping(node, at, fields);
 }
 
+void read_metrics(Reader& r, Node node, At at, Metrics& metrics) {
+  const Field fields[] = {{"listen", [&](Node v, At w) {
+                             const auto text = r.scalar(v, w, "ADDRESS:PORT");
+                             if (!text) return;
+                             if (!text->empty() && !parse_host_port(*text)) {
+                               return r.error(w, "expected ADDRESS:PORT with an IP literal, e.g. "
+                                                 "127.0.0.1:9100 or [::1]:9100 (empty: off), got '" +
+                                                     *text + "'");
+                             }
+                             metrics.listen = *text;
+                           }}};
+  r.mapping(node, at, fields);
+}
+
 void check_tls(Reader& r, const Tls& tls) {
   if (!tls.enabled) return;
   if (tls.cert.empty()) {
@@ -250,7 +265,8 @@ Config read_config(Reader& r, const YAML::Node& root) {
                           {"protocol", [&](Node v, At w) { read_protocol(r, v, w, c.protocol); }},
                           {"limits", [&](Node v, At w) { read_limits(r, v, w, c.limits); }},
                           {"push", [&](Node v, At w) { read_push(r, v, w, c.push); }},
-                          {"log", [&](Node v, At w) { read_log(r, v, w, c.log); }}};
+                          {"log", [&](Node v, At w) { read_log(r, v, w, c.log); }},
+                          {"metrics", [&](Node v, At w) { read_metrics(r, v, w, c.metrics); }}};
   r.mapping(root, where_of("", root.Mark()), fields);
   return c;
 }

@@ -5,6 +5,7 @@
 //   SIGCHLD -> reap, release the dead worker's devices in the registry, respawn
 //   SIGTERM / SIGINT -> stop accepting, tell workers to shut down, wait, exit
 //   push FIFO -> PushRouter -> the holding worker's channel, or the offline queue
+//   metrics.listen -> MetricsServer (its own epoll set, one descriptor here)
 #include "master/master.hpp"
 
 #include <signal.h>
@@ -28,6 +29,9 @@
 #include "common/tls.hpp"
 #include "common/net.hpp"
 #include "common/registry.hpp"
+#include "config/host_port.hpp"
+#include "master/metrics_server.hpp"
+#include "master/metrics_snapshot.hpp"
 #include "master/offline_queue.hpp"
 #include "master/push_fifo.hpp"
 #include "master/push_router.hpp"
@@ -55,6 +59,7 @@ constexpr std::uint64_t kSignalTag = 1ULL << 62;
 constexpr std::uint64_t kListenerTag = 1ULL << 61;
 constexpr std::uint64_t kWorkerTag = 1ULL << 60;
 constexpr std::uint64_t kPushFifoTag = 1ULL << 59;
+constexpr std::uint64_t kMetricsTag = 1ULL << 58;
 
 // Bytes of the push FIFO read per loop pass: the loop stays fair to accept and the workers.
 constexpr std::size_t kPushReadBudget = 1 << 20;
@@ -121,6 +126,8 @@ class Master {
   bool open_push_path();
   void on_push_fifo();
   void set_reading_pushes(bool on);
+  bool open_metrics();
+  metrics::Snapshot metrics_snapshot() const;
   void forget_connection(WorkerSlot& w, const IpKey& ip);
   void reap();
   void worker_gone(WorkerSlot& w, int status);
@@ -156,6 +163,9 @@ class Master {
   steady_clock::time_point accept_resume_at_{};
   bool fd_shortage_logged_ = false;
   RefusalCounts refused_;
+  RefusalCounts refused_before_;  // the sum of every earlier second's refused_ (metrics)
+  std::uint64_t worker_restarts_ = 0;
+  std::optional<MetricsServer> metrics_;
   struct Parked {
     Fd socket;
     PeerAddress peer;
@@ -228,7 +238,7 @@ bool Master::start() {
     return false;
   }
   table_.emplace(std::move(*table));
-  if (!open_push_path()) return false;
+  if (!open_push_path() || !open_metrics()) return false;
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     if (!spawn(i)) return false;
   }
@@ -285,6 +295,45 @@ void Master::on_push_fifo() {
       });
   if (!ok) spdlog::error("reading {} failed: {}", push_fifo_->path(), std::strerror(errno));
   if (outbox_bytes() > kMaxOutboxBytes) set_reading_pushes(false);
+}
+
+// ---- metrics ------------------------------------------------------------------------
+
+bool Master::open_metrics() {
+  if (config_.metrics.listen.empty()) return true;
+  auto server = MetricsServer::open(*config::parse_host_port(config_.metrics.listen),
+                                    [this] { return metrics::render(metrics_snapshot()); });
+  if (!server) {
+    spdlog::critical("metrics.listen: {}", server.error());
+    return false;
+  }
+  metrics_.emplace(std::move(*server));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kMetricsTag;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, metrics_->fd(), &ev);
+  spdlog::info("metrics on {}", metrics_->name());
+  return true;
+}
+
+metrics::Snapshot Master::metrics_snapshot() const {
+  const PushRouter::Counts& pushes = router_->counts();
+  std::uint32_t ready = 0;
+  for (const auto& w : workers_) ready += w.state == WorkerState::ready ? 1 : 0;
+  return metrics::Snapshot{
+      .workers = metrics::sum_workers(*table_),
+      .master = {.pushes_routed = pushes.routed,
+                 .pushes_queued = pushes.queued,
+                 .pushes_refused = pushes.refused,
+                 .pushes_expired = pushes.expired,
+                 .pushes_evicted = pushes.evicted,
+                 .offline_queued = offline_->total(),
+                 .refused_max_connections = refused_before_.max_connections + refused_.max_connections,
+                 .refused_per_ip = refused_before_.per_ip + refused_.per_ip,
+                 .worker_restarts = worker_restarts_,
+                 .workers = static_cast<std::uint32_t>(workers_.size()),
+                 .workers_ready = ready,
+                 .certificate_not_after = metrics::certificate_not_after(tls_)}};
 }
 
 // ---- messages to workers --------------------------------------------------------------
@@ -359,6 +408,7 @@ bool Master::spawn(std::size_t index) {
     epoll_.reset();
     router_.reset();
     push_fifo_.reset();
+    metrics_.reset();
     offline_.reset();
     registry_.reset();
     log::init("worker " + std::to_string(index),
@@ -586,7 +636,9 @@ void Master::worker_gone(WorkerSlot& w, int status) {
   if (!unsent.empty()) router_->requeue(std::move(unsent));
   w.outbox.clear();
   w.outbox_bytes = 0;
+  table_->counters(static_cast<std::uint32_t>(index)).clear_gauges();  // before the respawn
   if (stopping_) return;
+  ++worker_restarts_;
   const bool crash_loop = steady_clock::now() - w.started_at < kRespawnDelayAfterCrashLoop;
   w.respawn_at = crash_loop ? steady_clock::now() + kRespawnDelayAfterCrashLoop : steady_clock::now();
 }
@@ -648,6 +700,7 @@ void log_restart_only_changes(const config::Config& running, const config::Confi
       {"limits", running.limits != next.limits},
       {"push", running.push != next.push},
       {"log", running.log != next.log},
+      {"metrics", running.metrics != next.metrics},
   };
   for (const auto& [section, differs] : changed) {
     if (differs) {
@@ -741,6 +794,7 @@ void Master::begin_shutdown() {
 
 void Master::tick(steady_clock::time_point now) {
   notify_.watchdog(now);
+  if (metrics_) metrics_->expire(now);
   hand_off_parked();
   if (!reading_pushes_ && outbox_bytes() <= kMaxOutboxBytes / 2) set_reading_pushes(true);
   if (now >= next_expiry_) {
@@ -763,6 +817,8 @@ void Master::tick(steady_clock::time_point now) {
       spdlog::warn("refused at accept in the last second: {} over max_connections, {} over "
                    "the per-address cap",
                    refused_.max_connections, refused_.per_ip);
+      refused_before_.max_connections += refused_.max_connections;
+      refused_before_.per_ip += refused_.per_ip;
       refused_ = {};
     }
   }
@@ -815,6 +871,8 @@ int Master::run() {
         if (workers_[index].channel) on_worker(index);
       } else if (tag == kPushFifoTag) {
         on_push_fifo();
+      } else if (tag == kMetricsTag) {
+        metrics_->on_ready(steady_clock::now());
       }
     }
   }

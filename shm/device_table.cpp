@@ -1,4 +1,4 @@
-// The shared-memory device table: a header, one cache line of counters per worker, and an
+// The shared-memory device table: a header, a block of counters per worker, and an
 // open-addressing hash table of device entries, all lock-free atomics (design: README.md).
 #include "shm/device_table.hpp"
 
@@ -39,7 +39,7 @@ namespace {
 
 // "IOTSDEV1" read as a little-endian word; the version changes with the layout.
 constexpr std::uint64_t kMagic = 0x3156454453544f49ULL;
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;  // 2: WorkerCounters grew past one cache line
 
 // The holder word: worker+1 (12 bits) | slot (24 bits) | conn_generation (28 bits).
 // Zero means free, which worker+1 >= 1 keeps apart from every holder.
@@ -53,7 +53,6 @@ constexpr std::uint32_t kMaxCapacity = std::uint32_t{1} << 24;
 constexpr std::size_t kCacheLine = 64;
 constexpr std::size_t kPeerWords = 4;  // 32 bytes: a sockaddr_in6 (28) fits
 static_assert(sizeof(sockaddr_in6) <= kPeerWords * sizeof(std::uint64_t));
-static_assert(sizeof(WorkerCounters) <= kCacheLine);
 
 // Bounds of the per-entry seqlock. A writer spins this often for another writer to finish
 // (a claim and a take-over of one device a moment apart) and then overtakes it (it may be
@@ -81,7 +80,10 @@ struct Entry {
   std::atomic<std::uint64_t> peer_check{0};
 };
 
-std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+constexpr std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+// Each worker's counters start on their own cache line (a worker writes only its own).
+constexpr std::size_t kCountersStride = round_up(sizeof(WorkerCounters), kCacheLine);
 
 std::string display_name(const std::string& name) {
   return name.starts_with('/') ? name : "/" + name;
@@ -134,7 +136,7 @@ Geometry geometry(std::uint32_t capacity, std::uint32_t workers) {
   Geometry g;
   g.slot_count = std::bit_ceil(2 * capacity);
   g.counters_offset = round_up(sizeof(Layout), kCacheLine);
-  g.entries_offset = round_up(g.counters_offset + workers * kCacheLine, kCacheLine);
+  g.entries_offset = round_up(g.counters_offset + workers * kCountersStride, kCacheLine);
   g.total_size = g.entries_offset + std::size_t{g.slot_count} * sizeof(Entry);
   return g;
 }
@@ -144,7 +146,7 @@ Entry* entries(Layout& l) noexcept {
   return reinterpret_cast<Entry*>(base(l) + l.entries_offset);
 }
 WorkerCounters* counters_at(Layout& l, std::uint32_t worker) noexcept {
-  return reinterpret_cast<WorkerCounters*>(base(l) + l.counters_offset + worker * kCacheLine);
+  return reinterpret_cast<WorkerCounters*>(base(l) + l.counters_offset + worker * kCountersStride);
 }
 
 // --- holders ---

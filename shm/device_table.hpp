@@ -25,6 +25,7 @@
 #include "protocol/device_id.hpp"
 #include "protocol/expected.hpp"
 #include "protocol/time.hpp"
+#include "shm/worker_counters.hpp"
 
 namespace iotsocket::shm {
 
@@ -36,15 +37,6 @@ struct Holder {
   std::uint32_t slot = 0;             // the worker's connection slot (below 2^24)
   std::uint32_t conn_generation = 0;  // tells a reused slot from its earlier occupant (low 28 bits kept)
   friend bool operator==(const Holder&, const Holder&) = default;
-};
-
-// Per-worker counters, written by that worker only (relaxed atomics), summed by readers.
-struct WorkerCounters {
-  std::atomic<std::int64_t> pid{0};
-  std::atomic<std::uint64_t> connections{0};  // sockets held, logged in or not
-  std::atomic<std::uint64_t> devices{0};      // logged-in devices
-  std::atomic<std::uint64_t> frames_in{0};
-  std::atomic<std::uint64_t> pushes_out{0};   // push frames written to devices
 };
 
 // A connected device as iotsocketctl status shows it.

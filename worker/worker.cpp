@@ -327,6 +327,7 @@ void Worker::adopt(Fd socket, const PeerAddress& peer) noexcept {
       return;
     }
     SSL_set_accept_state(c->ssl.get());
+    shm::WorkerCounters::add(counters_.handshaking);
   } else {
     c->state = ConnState::awaiting_login;
     c->phase_started_at = c->accepted_at;
@@ -383,6 +384,7 @@ bool Worker::advance_handshake(Connection& c) noexcept {
       const char* version = SSL_get_version(c.ssl.get());
       spdlog::debug("peer={} tls ok {} {}", c.peer.to_string(), version,
                     SSL_get_cipher_name(c.ssl.get()));
+      shm::WorkerCounters::sub(counters_.handshaking);
       set_interest(c, EPOLLIN);
       SSL_free_buffers(c.ssl.get());  // most devices send their login frame a moment later
       ++handshakes_since_trim_;
@@ -414,6 +416,7 @@ void Worker::read_frames(Connection& c) noexcept {
     std::size_t got = 0;
     switch (read_some(c, buf, sizeof buf, got)) {
       case Io::ok:
+        shm::WorkerCounters::add(counters_.bytes_in, got);
         c.decoder.feed(std::string_view(buf, got));
         if (has_buffered_input(c) || (!c.ssl && got == sizeof buf)) continue;
         // Read no further now: the (level-triggered) epoll says when more arrives, and
@@ -512,6 +515,7 @@ bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::T
   table_.raise_replay_mark(frame.device, frame.time);
   c.state = ConnState::live;
   counters_.devices.fetch_add(1, std::memory_order_relaxed);
+  shm::WorkerCounters::add(counters_.logins);
   schedule(c);
   spdlog::info("login device={} peer={}", protocol::to_string(frame.device), c.peer.to_string());
   // The master sends what waits in the device's offline queue.
@@ -611,7 +615,9 @@ void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
     }
     return_unsent(c);
   }
+  if (c.state == ConnState::handshake && c.ssl) shm::WorkerCounters::sub(counters_.handshaking);
   counters_.connections.fetch_sub(1, std::memory_order_relaxed);
+  counters_.count_close(reason);
   if (why == Why::rejected) {
     spdlog::warn("rejected device={} peer={} reason={}", device_text(c), c.peer.to_string(), reason);
   } else {
@@ -696,6 +702,7 @@ bool Worker::write_pending(Connection& c) noexcept {
       case Io::ok:
         q.retry_len = 0;
         q.written += wrote;
+        shm::WorkerCounters::add(counters_.bytes_out, wrote);
         break;
       case Io::want_write:
       case Io::want_read:
@@ -822,6 +829,8 @@ void Worker::expire_deadlines(SteadyTime now) noexcept {
 
 void Worker::flush_inbound() noexcept {
   sink_.flush();
+  shm::WorkerCounters::set(counters_.spool_bytes, sink_.spooled_bytes());
+  shm::WorkerCounters::set(counters_.memory_bytes, sink_.pending_bytes());
   const int fd = sink_.writable_fd();
   if (fd != sink_watched_fd_) {
     if (sink_watched_fd_ >= 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, sink_watched_fd_, nullptr);

@@ -43,6 +43,13 @@ TEST_P(BrokenConfig, IsRefusedWithPlaceKeyAndReason) {
 }
 
 const Broken kBroken[] = {
+    {"MetricsListenWithoutPort", "metrics: {listen: 127.0.0.1}\n", 1, 19, "metrics.listen",
+     "expected ADDRESS:PORT with an IP literal, e.g. 127.0.0.1:9100 or [::1]:9100 (empty: off), "
+     "got '127.0.0.1'"},
+    {"MetricsListenHostName", "metrics:\n  listen: localhost:9100\n", 2, 11, "metrics.listen",
+     "got 'localhost:9100'"},
+    {"MetricsListenPortTooLarge", "metrics:\n  listen: \"[::1]:65536\"\n", 2, 11,
+     "metrics.listen", "got '[::1]:65536'"},
     {"PushWriteQueueBelowOneFrame", "push: {write_queue: 16KiB}\n", 1, 21, "push.write_queue",
      "expected at least 64KiB (one push frame of the largest size), got '16KiB'"},
     {"PushOfflineMaxTooLarge", "push:\n  offline_max: 2000000\n", 2, 16, "push.offline_max",
@@ -53,7 +60,7 @@ const Broken kBroken[] = {
      "allowed here: offline_db, offline_max, offline_max_age or write_queue"},
     {"UnknownTopLevelKey", "listne: []\n", 1, 1, "listne",
      "unknown key 'listne'; allowed here: listen, tls, workers, devices, fifo, spool, runtime, "
-     "timeouts, protocol, limits, push or log"},
+     "timeouts, protocol, limits, push, log or metrics"},
     {"UnknownNestedKey", "tls:\n  enabled: true\n  certificate: a.pem\n", 3, 3, "tls.certificate",
      "unknown key 'certificate'; allowed here: enabled, cert or key"},
     {"UnknownKeyInListItem", "listen:\n  - {address: 0.0.0.0, port: 1, backlog: 5}\n", 2, 33,

@@ -121,6 +121,7 @@ protocol: {time_tolerance: 60s, flood_frames: 1, flood_window: 250ms}
 limits: {max_connections: 10, per_ip: 10, max_devices: 7}
 push: {offline_db: queue.db, offline_max: 0, offline_max_age: 5m, write_queue: 1MiB}
 log: {level: trace}
+metrics: {listen: "[::1]:9100"}
 )";
   const auto config = load_string(text, "all.yaml", "/srv");
   ASSERT_TRUE(config) << all_errors(config);
@@ -138,6 +139,7 @@ log: {level: trace}
   expected.limits = {10, 10, 7};
   expected.push = {"/srv/queue.db", 0, 5min, 1024 * 1024};
   expected.log = {"trace"};
+  expected.metrics = {"[::1]:9100"};
   EXPECT_TRUE(*config == expected);
   EXPECT_EQ(offline_db_path(*config), "/srv/queue.db");
   EXPECT_EQ(effective_workers(*config), 3u);

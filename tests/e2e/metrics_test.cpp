@@ -1,0 +1,290 @@
+// The Prometheus endpoint end to end: iotsocketd with metrics.listen on 127.0.0.1:0, real
+// devices over TLS, and the endpoint's text parsed by an independent parser, python3's
+// prometheus_client (Debian python3-prometheus-client), not by our own code.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "protocol/encoder.hpp"
+#include "tests/e2e/harness.hpp"
+
+namespace iotsocket::e2e {
+namespace {
+
+using protocol::DeviceId;
+
+constexpr std::uint64_t kFirstId = 4000000000;
+const std::string kKey = "metrics-key-1";
+constexpr std::string_view kMetricsOn = "metrics on 127.0.0.1:";
+
+// Prints every sample as "name{label="value",...} value", labels sorted, one per line;
+// exits non-zero (with the parser's complaint) when the text is not the exposition format.
+constexpr const char* kParser = R"(
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))
+        print("%s%s %r %s" % (s.name, "{" + labels + "}" if labels else "", s.value, family.type))
+)";
+
+struct Scrape {
+  int status = 0;
+  std::string head;
+  std::string body;
+};
+
+// One HTTP request on a fresh connection; reads until the server closes (bounded: 5 s).
+// A TCP connection to 127.0.0.1:port; invalid when connect() failed.
+Fd connect_local(std::uint16_t port) {
+  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) fd.reset();
+  return fd;
+}
+
+Scrape http_get(std::uint16_t port, const std::string& path) {
+  Fd fd = connect_local(port);
+  if (!fd) return {};
+  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
+    return {};
+  }
+  std::string all;
+  const auto deadline = Clock::now() + 5s;
+  while (Clock::now() < deadline) {
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[16384];
+    const ssize_t got = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (got <= 0) break;
+    all.append(buf, static_cast<std::size_t>(got));
+  }
+  Scrape s;
+  const auto split = all.find("\r\n\r\n");
+  if (split == std::string::npos || all.size() < 12) return s;
+  s.status = std::stoi(all.substr(9, 3));
+  s.head = all.substr(0, split);
+  s.body = all.substr(split + 4);
+  return s;
+}
+
+// "name{labels}" -> value, as prometheus_client read it.
+using Samples = std::map<std::string, double>;
+
+Samples parse_with_prometheus_client(const std::string& text) {
+  RunResult r = run_command({"/usr/bin/python3", "-c", kParser}, text);
+  EXPECT_EQ(r.exit_code, 0) << "prometheus_client refused the text: " << r.err << "\n" << text;
+  Samples samples;
+  std::istringstream lines(r.out);
+  std::string name, type;
+  double value = 0;
+  while (lines >> name >> value >> type) samples[name] = value;
+  return samples;
+}
+
+std::uint16_t metrics_port(const TestServer& server) {
+  const std::string log = server.log();
+  const auto at = log.find(kMetricsOn);
+  return at == std::string::npos ? 0
+                                 : static_cast<std::uint16_t>(std::stoi(log.substr(at + kMetricsOn.size())));
+}
+
+ServerOptions with_metrics() {
+  ServerOptions options;
+  options.extra_yaml = "metrics: {listen: \"127.0.0.1:0\"}\n";
+  return options;
+}
+
+// A frame's exact bytes, so that bytes_in can be checked to the byte.
+std::string frame_bytes(DeviceId id, std::string_view payload, protocol::Time time = fresh_time()) {
+  std::string frame;
+  EXPECT_FALSE(protocol::append_device_frame(frame, id, kKey, time, payload));
+  return frame;
+}
+
+class MetricsTest : public ::testing::Test {
+ protected:
+  MetricsTest() : server_(with_metrics()) {}
+
+  void SetUp() override {
+    server_.add_devices(kFirstId, 5, kKey);
+    server_.start();
+    port_ = metrics_port(server_);
+    ASSERT_NE(port_, 0) << server_.log();
+    reader_.emplace(server_.inbound_fifo());
+  }
+
+  // Scrapes, parses, and checks that no counter went backwards since the last scrape.
+  Samples scrape() {
+    const Scrape s = http_get(port_, "/metrics");
+    EXPECT_EQ(s.status, 200) << s.head;
+    EXPECT_NE(s.head.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << s.head;
+    Samples now = parse_with_prometheus_client(s.body);
+    for (const auto& [name, value] : last_) {
+      if (name.find("_total") == std::string::npos) continue;
+      EXPECT_TRUE(now.contains(name)) << name << " vanished";
+      EXPECT_GE(now[name], value) << name << " went backwards";
+    }
+    last_ = now;
+    return now;
+  }
+
+  TestServer server_;
+  std::uint16_t port_ = 0;
+  std::optional<InboundReader> reader_;
+  Samples last_;
+};
+
+TEST_F(MetricsTest, ParsesAsPrometheusTextAndCountersMoveAsFramesFlow) {
+  Samples before = scrape();
+  for (const char* family :
+       {"iotsocket_logins_total", "iotsocket_frames_in_total", "iotsocket_bytes_in_total",
+        "iotsocket_bytes_out_total", "iotsocket_pushes_routed_total", "iotsocket_pushes_queued_total",
+        "iotsocket_pushes_expired_total", "iotsocket_spool_bytes", "iotsocket_worker_restarts_total",
+        "iotsocket_tls_handshake_failures_total", "iotsocket_connections{state=\"live\"}",
+        "iotsocket_rejections_total{reason=\"wrong_key\"}",
+        "iotsocket_certificate_expiry_timestamp_seconds"}) {
+    EXPECT_TRUE(before.contains(family)) << family;
+  }
+  EXPECT_EQ(before["iotsocket_logins_total"], 0);
+  EXPECT_EQ(before["iotsocket_frames_in_total"], 0);
+  // make_certificate() makes one valid for 2 days.
+  const double now_s = static_cast<double>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  EXPECT_GT(before["iotsocket_certificate_expiry_timestamp_seconds"], now_s + 86400);
+  EXPECT_LT(before["iotsocket_certificate_expiry_timestamp_seconds"], now_s + 3 * 86400);
+
+  // Two devices log in and send 5 frames in all; the backend reads them.
+  Device a(server_.port()), b(server_.port());
+  std::size_t sent_bytes = 0;
+  for (int i = 0; i < 3; ++i) {
+    const std::string f = frame_bytes(DeviceId{kFirstId}, "temp=" + std::to_string(20 + i));
+    sent_bytes += f.size();
+    ASSERT_TRUE(a.send_raw(f));
+  }
+  for (int i = 0; i < 2; ++i) {
+    const std::string f = frame_bytes(DeviceId{kFirstId + 1}, "hum=" + std::to_string(40 + i));
+    sent_bytes += f.size();
+    ASSERT_TRUE(b.send_raw(f));
+  }
+  ASSERT_EQ(reader_->read(5).size(), 5u) << server_.log();
+  Samples flowing = scrape();
+  EXPECT_EQ(flowing["iotsocket_logins_total"], 2);
+  EXPECT_EQ(flowing["iotsocket_frames_in_total"], 5);
+  EXPECT_EQ(flowing["iotsocket_bytes_in_total"], static_cast<double>(sent_bytes));
+  EXPECT_EQ(flowing["iotsocket_connections{state=\"live\"}"], 2);
+
+  // A push to a connected device is routed and written; one to an offline device queued.
+  server_.push_lines(std::to_string(kFirstId) + " led=on\n" + std::to_string(kFirstId + 4) +
+                     " later\n");
+  ASSERT_EQ(a.read_pushes(1).size(), 1u) << server_.log();
+  ASSERT_TRUE(server_.wait_for_log("push queued device=" + std::to_string(kFirstId + 4)))
+      << server_.log();
+  Samples pushed = scrape();
+  EXPECT_EQ(pushed["iotsocket_pushes_routed_total"], 1);
+  EXPECT_EQ(pushed["iotsocket_pushes_queued_total"], 1);
+  EXPECT_EQ(pushed["iotsocket_offline_queue_pushes"], 1);
+  EXPECT_EQ(pushed["iotsocket_frames_out_total"], 1);
+  EXPECT_EQ(pushed["iotsocket_bytes_out_total"], static_cast<double>(a.raw_received().size()));
+
+  // A wrong key, a frame 1 h old, and a client that does not speak TLS.
+  Device wrong(server_.port());
+  std::string bad_key;
+  ASSERT_FALSE(protocol::append_device_frame(bad_key, DeviceId{kFirstId + 2}, "not-the-key",
+                                             fresh_time(), "hello"));
+  ASSERT_TRUE(wrong.send_raw(bad_key));
+  EXPECT_TRUE(wrong.wait_closed());
+  ASSERT_TRUE(b.send_raw(frame_bytes(DeviceId{kFirstId + 1}, "stale",
+                                     fresh_time() - std::chrono::hours(1))));
+  EXPECT_TRUE(b.wait_closed());
+  Device plain(server_.port(), /*tls=*/false);
+  ASSERT_TRUE(plain.send_raw("GET / HTTP/1.0\r\n\r\n"));
+  EXPECT_TRUE(plain.wait_closed());
+  Samples refused = scrape();
+  EXPECT_EQ(refused["iotsocket_rejections_total{reason=\"wrong_key\"}"], 1);
+  EXPECT_EQ(refused["iotsocket_rejections_total{reason=\"time_skew\"}"], 1);
+  EXPECT_EQ(refused["iotsocket_closes_total{reason=\"tls_failed\"}"], 1);
+  EXPECT_EQ(refused["iotsocket_tls_handshake_failures_total"], 1);
+  EXPECT_EQ(refused["iotsocket_connections{state=\"live\"}"], 1);
+  EXPECT_EQ(refused["iotsocket_logins_total"], 2);
+  EXPECT_EQ(refused["iotsocket_frames_in_total"], 5);
+}
+
+TEST_F(MetricsTest, AKilledWorkerIsCountedAndItsCountersStay) {
+  Device a(server_.port()), b(server_.port());  // one on each worker
+  ASSERT_TRUE(a.send_frame(DeviceId{kFirstId}, kKey, "first"));
+  ASSERT_TRUE(b.send_frame(DeviceId{kFirstId + 1}, kKey, "second"));
+  ASSERT_EQ(reader_->read(2).size(), 2u) << server_.log();
+  Samples before = scrape();
+  ASSERT_EQ(before["iotsocket_frames_in_total"], 2);
+  ASSERT_EQ(before["iotsocket_connections{state=\"live\"}"], 2);
+  const pid_t worker = server_.worker_pid(0);
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  ASSERT_TRUE(server_.wait_for_log("died: signal Killed")) << server_.log();
+  const auto deadline = Clock::now() + 10s;
+  while (server_.count_in_log(" ready") < 3 && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(server_.count_in_log(" ready"), 3u) << server_.log();
+  Samples after = scrape();  // also checks that no counter went backwards
+  EXPECT_EQ(after["iotsocket_worker_restarts_total"], 1);
+  EXPECT_EQ(after["iotsocket_frames_in_total"], 2);
+  EXPECT_EQ(after["iotsocket_logins_total"], 2);
+  EXPECT_EQ(after["iotsocket_connections{state=\"live\"}"], 1);  // the dead worker's is gone
+  EXPECT_EQ(after["iotsocket_workers_ready"], 2);
+}
+
+TEST_F(MetricsTest, OtherPathsAre404AndASilentScraperBlocksNobody) {
+  // A client that connects and says nothing must not hold up the master or other scrapes.
+  Fd silent = connect_local(port_);
+  ASSERT_TRUE(silent);
+  const Scrape missing = http_get(port_, "/");
+  EXPECT_EQ(missing.status, 404) << missing.head;
+  EXPECT_NE(missing.head.find("Connection: close"), std::string::npos) << missing.head;
+  EXPECT_EQ(http_get(port_, "/metrics?x=1").status, 200);
+  Device d(server_.port());
+  ASSERT_TRUE(d.send_frame(DeviceId{kFirstId + 3}, kKey, "still served"));
+  EXPECT_EQ(reader_->read(1).size(), 1u) << server_.log();
+  // The silent one is closed after the scrape timeout (5 s), bounded here at 10 s.
+  pollfd p{silent.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1);
+  char byte;
+  EXPECT_EQ(::recv(silent.get(), &byte, 1, 0), 0);
+}
+
+TEST(MetricsOff, IsOffByDefault) {
+  TestServer server;
+  server.start();
+  EXPECT_EQ(server.log().find("metrics on"), std::string::npos) << server.log();
+}
+
+TEST(MetricsOff, AnAddressInUseStopsTheStartWithTheKeysName) {
+  Fd taken(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.1", &at.sin_addr);
+  ASSERT_EQ(::bind(taken.get(), reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
+  ASSERT_EQ(::listen(taken.get(), 1), 0);
+  socklen_t length = sizeof at;
+  ::getsockname(taken.get(), reinterpret_cast<sockaddr*>(&at), &length);
+  ServerOptions options;
+  options.extra_yaml = "metrics: {listen: \"127.0.0.1:" + std::to_string(ntohs(at.sin_port)) + "\"}\n";
+  TestServer server(options);
+  EXPECT_THROW(server.start(), std::runtime_error);
+  EXPECT_NE(server.log().find("metrics.listen: bind() for 127.0.0.1 port"), std::string::npos)
+      << server.log();
+}
+
+}  // namespace
+}  // namespace iotsocket::e2e
