@@ -16,6 +16,9 @@ namespace {
 
 constexpr int kMaxEvents = 32;
 constexpr std::size_t kReadChunk = 4096;
+// Out of descriptors, the listener stays readable: it is left alone this long instead of
+// turning the master's loop into a spin.
+constexpr auto kPauseOnFdShortage = std::chrono::seconds(1);
 
 bool watch(int epoll, int fd, std::uint32_t events, int op) noexcept {
   epoll_event ev{};
@@ -59,6 +62,10 @@ void MetricsServer::on_ready(Clock::time_point now) noexcept {
 }
 
 void MetricsServer::expire(Clock::time_point now) noexcept {
+  if (paused_until_ && now >= *paused_until_ &&
+      watch(epoll_.get(), listener_.get(), EPOLLIN, EPOLL_CTL_ADD)) {
+    paused_until_.reset();
+  }
   for (std::size_t i = scrapes_.size(); i-- > 0;) {
     if (now >= scrapes_[i].deadline) drop(i);
   }
@@ -68,7 +75,12 @@ void MetricsServer::accept_all(Clock::time_point now) noexcept {
   for (;;) {
     Fd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      if (errno == EMFILE || errno == ENFILE) {
+        spdlog::warn("metrics: accept4() on {} failed: {}; scrapes wait 1 s", name_,
+                     std::strerror(errno));
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
+        paused_until_ = now + kPauseOnFdShortage;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         spdlog::warn("metrics: accept4() on {} failed: {}", name_, std::strerror(errno));
       }
       return;

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,8 @@ class MetricsServer {
 
   // Accepts, reads and writes whatever is ready; never waits.
   void on_ready(Clock::time_point now) noexcept;
-  // Closes the scrapes that took longer than kScrapeTimeout.
+  // Closes the scrapes that took longer than kScrapeTimeout; accepts again after a pause
+  // for want of descriptors. The master calls it at least once a second.
   void expire(Clock::time_point now) noexcept;
 
  private:
@@ -61,6 +63,7 @@ class MetricsServer {
   std::string name_;
   Render render_;
   std::vector<Scrape> scrapes_;
+  std::optional<Clock::time_point> paused_until_;  // accepting paused (EMFILE) until then
 };
 
 }  // namespace iotsocket::master

@@ -101,8 +101,7 @@ std::uint16_t metrics_port(const TestServer& server) {
                                  : static_cast<std::uint16_t>(std::stoi(log.substr(at + kMetricsOn.size())));
 }
 
-ServerOptions with_metrics() {
-  ServerOptions options;
+ServerOptions with_metrics(ServerOptions options = {}) {
   options.extra_yaml = "metrics: {listen: \"127.0.0.1:0\"}\n";
   return options;
 }
@@ -116,7 +115,7 @@ std::string frame_bytes(DeviceId id, std::string_view payload, protocol::Time ti
 
 class MetricsTest : public ::testing::Test {
  protected:
-  MetricsTest() : server_(with_metrics()) {}
+  explicit MetricsTest(ServerOptions options = {}) : server_(with_metrics(std::move(options))) {}
 
   void SetUp() override {
     server_.add_devices(kFirstId, 5, kKey);
@@ -139,6 +138,18 @@ class MetricsTest : public ::testing::Test {
     }
     last_ = now;
     return now;
+  }
+
+  // Scrapes until `name` shows `value` (a worker counts a moment after the client's call
+  // returns); bounded at 5 s. Returns the last value seen.
+  double wait_for(const std::string& name, double value) {
+    const auto deadline = Clock::now() + 5s;
+    double seen = scrape()[name];
+    while (seen != value && Clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+      seen = scrape()[name];
+    }
+    return seen;
   }
 
   TestServer server_;
@@ -261,6 +272,46 @@ TEST_F(MetricsTest, OtherPathsAre404AndASilentScraperBlocksNobody) {
   ASSERT_EQ(::poll(&p, 1, 10000), 1);
   char byte;
   EXPECT_EQ(::recv(silent.get(), &byte, 1, 0), 0);
+}
+
+TEST_F(MetricsTest, ConnectionsByStateAndTheCertificateAfterAReload) {
+  // A TCP connection that says nothing is in the TLS handshake; a TLS one that has not
+  // sent its login frame awaits it.
+  Fd silent = connect_local(server_.port());
+  ASSERT_TRUE(silent);
+  EXPECT_EQ(wait_for("iotsocket_connections{state=\"handshake\"}", 1), 1);
+  Device tls_only(server_.port());
+  ASSERT_TRUE(tls_only.connected());
+  EXPECT_EQ(wait_for("iotsocket_connections{state=\"awaiting_login\"}", 1), 1);
+  EXPECT_EQ(scrape()["iotsocket_connections{state=\"live\"}"], 0);
+  silent.reset();
+  EXPECT_EQ(wait_for("iotsocket_connections{state=\"handshake\"}", 0), 0);
+
+  // A certificate valid for 30 days instead of 2, taken in by SIGHUP.
+  make_certificate(server_.dir() + "/cert.pem", server_.dir() + "/key.pem", 30);
+  ASSERT_EQ(::kill(server_.pid(), SIGHUP), 0);
+  ASSERT_TRUE(server_.wait_for_log("reload: certificate")) << server_.log();
+  const double now_s = static_cast<double>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  EXPECT_GT(scrape()["iotsocket_certificate_expiry_timestamp_seconds"], now_s + 29 * 86400);
+}
+
+class MetricsCapTest : public MetricsTest {
+ protected:
+  MetricsCapTest() : MetricsTest([] {
+    ServerOptions o;
+    o.limits = "{max_connections: 100, per_ip: 1}";
+    return o;
+  }()) {}
+};
+
+TEST_F(MetricsCapTest, RefusalsAtAcceptAreCountedByCap) {
+  Device first(server_.port());
+  ASSERT_TRUE(first.connected());
+  Device second(server_.port());
+  EXPECT_FALSE(second.connected());  // closed before the TLS handshake
+  EXPECT_EQ(wait_for("iotsocket_accept_refusals_total{cap=\"per_ip\"}", 1), 1);
+  EXPECT_EQ(scrape()["iotsocket_accept_refusals_total{cap=\"max_connections\"}"], 0);
 }
 
 TEST(MetricsOff, IsOffByDefault) {
