@@ -82,13 +82,16 @@ struct Entry {
   std::atomic<std::uint32_t> peer_version{0};
   std::atomic<std::int64_t> since_unix{0};
   std::atomic<std::uint32_t> peer_length{0};
+  std::atomic<std::uint32_t> refusals{0};  // devices show: refused logins since creation
   std::array<std::atomic<std::uint64_t>, kPeerWords> peer_words{};
   std::atomic<std::uint64_t> peer_check{0};
   // iotsocketctl devices show: one word each, so a reader never sees half of an update.
   std::atomic<std::uint64_t> skew{kNoSkew};  // pack_skew() of the holder's recent frames
   std::atomic<std::uint64_t> refusal{0};     // unix seconds << 8 | refusal code; 0 none
-  std::atomic<std::uint32_t> refusals{0};    // refused logins since the table was created
 };
+// The table holds 2-4 slots per device: every byte here counts that often (refusals sits
+// in what was padding).
+static_assert(sizeof(Entry) == 112);
 
 // --- words of devices show ---
 
