@@ -37,6 +37,7 @@
 #include "worker/connection.hpp"
 #include "worker/deadlines.hpp"
 #include "worker/inbound_sink.hpp"
+#include "worker/session_facts.hpp"
 #include "worker/tls_io.hpp"
 
 namespace iotsocket::worker {
@@ -533,6 +534,8 @@ bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcep
     }
     table_.raise_replay_mark(frame.device, frame.time);
   }
+  c.skew.add(skew_ms(frame.time, now));
+  table_.set_skew(frame.device, c.skew.value());
   c.last_frame_at = steady_clock::now();
   counters_.frames_in.fetch_add(1, std::memory_order_relaxed);
   ++frames_accepted_;
@@ -569,6 +572,7 @@ bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::T
   }
   table_.raise_replay_mark(frame.device, frame.time);
   c.state = ConnState::live;
+  c.login_unix = unix_seconds_now();
   counters_.devices.fetch_add(1, std::memory_order_relaxed);
   schedule(c);
   spdlog::info("login device={} peer={}", protocol::to_string(frame.device), c.peer.to_string());
@@ -664,12 +668,17 @@ void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
   if (c.state == ConnState::live) {
     if (auto id = c.session.device()) {
       table_.release(*id, holder_of(c));  // false when it was replaced: then it is not ours
-      registry_.record_session_end(*id, std::chrono::system_clock::now(), high_mark(c.replay));
+      registry_.record_session_end(*id, std::chrono::system_clock::now(), high_mark(c.replay),
+                                   session_facts(c, reason));
       counters_.devices.fetch_sub(1, std::memory_order_relaxed);
     }
     return_unsent(c);
   }
   counters_.connections.fetch_sub(1, std::memory_order_relaxed);
+  if (why == Why::rejected && c.state == ConnState::awaiting_login &&
+      c.claimed_device.value != kNoDevice) {
+    table_.note_refusal(c.claimed_device, reason, unix_seconds_now());  // devices show
+  }
   if (why == Why::rejected) {
     spdlog::warn("rejected device={} peer={} reason={}", device_text(c), c.peer.to_string(), reason);
   } else {
