@@ -43,6 +43,10 @@ TEST_P(BrokenConfig, IsRefusedWithPlaceKeyAndReason) {
 }
 
 const Broken kBroken[] = {
+    {"ShutdownDrainTooLong", "shutdown: {drain: 1h}\n", 1, 19, "shutdown.drain",
+     "expected at most 10m (systemd's stop timeout must cover it), got '1h'"},
+    {"ShutdownDrainBareNumber", "shutdown:\n  drain: 30\n", 2, 10, "shutdown.drain", "30"},
+    {"LogFileNotAString", "log: {file: [a, b]}\n", 1, 13, "log.file", "a path"},
     {"MetricsListenWithoutPort", "metrics: {listen: 127.0.0.1}\n", 1, 19, "metrics.listen",
      "expected ADDRESS:PORT with an IP literal, e.g. 127.0.0.1:9100 or [::1]:9100 (empty: off), "
      "got '127.0.0.1'"},
@@ -60,7 +64,7 @@ const Broken kBroken[] = {
      "allowed here: offline_db, offline_max, offline_max_age or write_queue"},
     {"UnknownTopLevelKey", "listne: []\n", 1, 1, "listne",
      "unknown key 'listne'; allowed here: listen, tls, workers, devices, fifo, spool, runtime, "
-     "timeouts, protocol, limits, push, log or metrics"},
+     "timeouts, protocol, limits, push, shutdown, log or metrics"},
     {"UnknownNestedKey", "tls:\n  enabled: true\n  certificate: a.pem\n", 3, 3, "tls.certificate",
      "unknown key 'certificate'; allowed here: enabled, cert or key"},
     {"UnknownKeyInListItem", "listen:\n  - {address: 0.0.0.0, port: 1, backlog: 5}\n", 2, 33,
