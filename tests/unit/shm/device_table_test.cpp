@@ -448,6 +448,33 @@ TEST_F(DeviceTableTest, AttachSharesTheTableAcrossProcesses) {
   EXPECT_EQ(table().claim(kDevice, a, kPeer, 18).replay_mark, at(99));
 }
 
+// Each worker's counters are its own cache lines, apart from the others' and from the
+// entries: a write to the last close reason of one worker shows nowhere else.
+TEST_F(DeviceTableTest, WorkerCountersDoNotOverlapAndClearGaugesKeepsCounts) {
+  ASSERT_NO_FATAL_FAILURE(open(16, 3));
+  for (std::uint32_t w = 0; w < 3; ++w) {
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(&table().counters(w)) % 64, 0U) << w;
+  }
+  EXPECT_GE(reinterpret_cast<const std::byte*>(&table().counters(1)),
+            reinterpret_cast<const std::byte*>(&table().counters(0)) + sizeof(WorkerCounters));
+  WorkerCounters& middle = table().counters(1);
+  middle.count_close("no_such_reason");  // the last slot: "other"
+  middle.count_close("wrong_key");
+  WorkerCounters::add(middle.connections, 3);
+  WorkerCounters::add(middle.logins, 2);
+  EXPECT_EQ(WorkerCounters::get(table().counters(1).closes[kCloseReasonCount - 1]), 1U);
+  EXPECT_EQ(WorkerCounters::get(table().counters(1).closes[close_reason_index("wrong_key")]), 1U);
+  EXPECT_EQ(WorkerCounters::get(table().counters(2).connections), 0U);
+  EXPECT_EQ(WorkerCounters::get(table().counters(0).closes[kCloseReasonCount - 1]), 0U);
+  ASSERT_TRUE(table().claim(kDevice, Holder{.worker = 2}, kPeer, 1).status == ClaimStatus::claimed);
+  EXPECT_EQ(table().holder(kDevice), (Holder{.worker = 2}));
+  // A dead worker: what is open goes to zero, what was counted stays.
+  middle.clear_gauges();
+  EXPECT_EQ(WorkerCounters::get(middle.connections), 0U);
+  EXPECT_EQ(WorkerCounters::get(middle.logins), 2U);
+  EXPECT_EQ(WorkerCounters::get(middle.closes[close_reason_index("wrong_key")]), 1U);
+}
+
 TEST_F(DeviceTableTest, UnlinkRemovesTheNameNotTheMapping) {
   ASSERT_NO_FATAL_FAILURE(open(16, 2));
   table().unlink();
