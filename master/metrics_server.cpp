@@ -31,6 +31,10 @@ bool watch(int epoll, int fd, std::uint32_t events, int op) noexcept {
 
 Expected<MetricsServer, std::string> MetricsServer::open(const config::ListenAddress& at,
                                                          Render render) {
+  if (at.address == "0.0.0.0" || at.address == "::") {
+    spdlog::warn("metrics.listen {} takes every address, and the endpoint has no "
+                 "authentication: a loopback or private address is safer", at.address);
+  }
   auto bound = bind_listeners({at});
   if (!bound) return Unexpected{bound.error()};
   Listener& listener = bound->front();
