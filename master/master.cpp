@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/channel.hpp"
+#include "common/event_sink.hpp"
 #include "common/log.hpp"
 #include "common/tls.hpp"
 #include "common/net.hpp"
@@ -100,7 +101,8 @@ class Master {
  public:
   explicit Master(MasterSetup setup)
       : config_(*setup.config), tls_(setup.tls), listeners_(std::move(setup.listeners)),
-        workers_(config::effective_workers(config_)) {}
+        workers_(config::effective_workers(config_)),
+        events_(EventSinkOptions{.path = config_.fifo.events}) {}
 
   int run();
 
@@ -139,6 +141,7 @@ class Master {
   bool announced_ready_ = false;
   std::vector<Listener> listeners_;
   std::vector<WorkerSlot> workers_;
+  EventSink events_;  // push_queued, push_expired (the workers write the other events)
   Fd epoll_;
   Fd signals_;
   std::optional<DeviceRegistry> registry_;
@@ -257,7 +260,7 @@ bool Master::open_push_path() {
     return false;
   }
   push_fifo_.emplace(std::move(*fifo));
-  router_.emplace(config_, *table_, *offline_, *registry_,
+  router_.emplace(config_, *table_, *offline_, *registry_, events_,
                   [this](std::uint32_t worker, const channel::Message& m, std::string payload) {
                     return send_to(worker, m, std::move(payload));
                   });
@@ -361,6 +364,7 @@ bool Master::spawn(std::size_t index) {
     push_fifo_.reset();
     offline_.reset();
     registry_.reset();
+    events_ = EventSink{};  // the worker opens its own
     log::init("worker " + std::to_string(index),
               log::parse_level(config_.log.level).value_or(spdlog::level::info));
     int code = worker::run(worker::WorkerSetup{.config = &config_,
@@ -741,6 +745,7 @@ void Master::begin_shutdown() {
 
 void Master::tick(steady_clock::time_point now) {
   notify_.watchdog(now);
+  events_.flush();
   hand_off_parked();
   if (!reading_pushes_ && outbox_bytes() <= kMaxOutboxBytes / 2) set_reading_pushes(true);
   if (now >= next_expiry_) {
@@ -771,6 +776,7 @@ void Master::tick(steady_clock::time_point now) {
 int Master::timeout_ms(steady_clock::time_point now) const {
   auto until = std::min(next_tick_, notify_.next_watchdog());
   if (!parked_.empty()) until = std::min(until, now + kParkedRetry);
+  if (const auto retry = events_.retry_in()) until = std::min(until, now + *retry);
   if (!accepting_ && !stopping_) until = std::min(until, accept_resume_at_);
   if (stopping_) until = std::min(until, stop_deadline_);
   for (const auto& w : workers_) {
@@ -818,6 +824,7 @@ int Master::run() {
       }
     }
   }
+  events_.flush_before_exit(1s);
   table_->unlink();
   spdlog::info("stopped");
   return 0;

@@ -22,6 +22,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/channel.hpp"
+#include "common/event_sink.hpp"
 #include "common/log.hpp"
 #include "common/tls.hpp"
 #include "common/registry.hpp"
@@ -96,7 +97,8 @@ class Worker {
                     config_.protocol.time_tolerance),
                 .flood_frames = config_.protocol.flood_frames,
                 .flood_window = std::chrono::duration_cast<protocol::Tick>(
-                    config_.protocol.flood_window)} {}
+                    config_.protocol.flood_window)},
+        events_(EventSinkOptions{.path = config_.fifo.events}) {}
 
   int run() noexcept;
 
@@ -169,6 +171,7 @@ class Worker {
   InboundSink sink_;
   Fd epoll_;
   protocol::SessionLimits limits_;
+  EventSink events_;  // connected, disconnected, push_delivered
 
   std::vector<std::unique_ptr<Connection>> slots_;
   std::vector<std::uint32_t> free_slots_;
@@ -514,6 +517,7 @@ bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::T
   counters_.devices.fetch_add(1, std::memory_order_relaxed);
   schedule(c);
   spdlog::info("login device={} peer={}", protocol::to_string(frame.device), c.peer.to_string());
+  events_.connected(frame.device, c.peer);
   // The master sends what waits in the device's offline queue.
   send_to_master(channel::Message{.cmd = channel::Cmd::device_online,
                                   .generation = generation_,
@@ -608,6 +612,7 @@ void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
       table_.release(*id, holder_of(c));  // false when it was replaced: then it is not ours
       registry_.record_session_end(*id, std::chrono::system_clock::now(), high_mark(c.replay));
       counters_.devices.fetch_sub(1, std::memory_order_relaxed);
+      events_.disconnected(*id, reason);  // before its unsent pushes go back (push_queued)
     }
     return_unsent(c);
   }
@@ -717,6 +722,7 @@ bool Worker::write_pending(Connection& c) noexcept {
     while (done < q.entries.size() && q.entries[done].end <= q.written) ++done;
     if (done > 0) {
       counters_.pushes_out.fetch_add(done, std::memory_order_relaxed);
+      for (std::size_t i = 0; i < done; ++i) events_.push_delivered(*c.session.device());
       q.entries.erase(q.entries.begin(), q.entries.begin() + static_cast<std::ptrdiff_t>(done));
     }
   }
@@ -845,6 +851,10 @@ int Worker::wait_timeout(SteadyTime now) const noexcept {
     int ms = static_cast<int>(std::max<long long>(retry->count(), 1));
     timeout = timeout < 0 ? ms : std::min(timeout, ms);
   }
+  if (auto retry = events_.retry_in()) {
+    const int ms = static_cast<int>(retry->count());
+    timeout = timeout < 0 ? ms : std::min(timeout, ms);
+  }
   return timeout;
 }
 
@@ -880,6 +890,7 @@ int Worker::run() noexcept {
     expire_deadlines(now);
     check_holds(now);
     flush_inbound();
+    events_.flush();
     if (handshakes_since_trim_ >= kTrimAfterHandshakes && now - last_trim_ >= kTrimInterval) {
       ::malloc_trim(0);
       handshakes_since_trim_ = 0;
@@ -892,6 +903,7 @@ int Worker::run() noexcept {
     flush_outbox();
     if (!outbox_.empty()) ::usleep(1000);
   }
+  events_.flush_before_exit(std::chrono::seconds(1));
   // Whatever is still in memory goes to the FIFO or the spool before the process ends.
   for (int tries = 0; tries < 5000 && sink_.pending_bytes() > 0; ++tries) {
     sink_.flush();
