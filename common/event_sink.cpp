@@ -39,9 +39,7 @@ void EventSink::push_queued(protocol::DeviceId id) noexcept { emit("push_queued"
 void EventSink::push_delivered(protocol::DeviceId id) noexcept { emit("push_delivered", id, {}); }
 void EventSink::push_expired(protocol::DeviceId id) noexcept { emit("push_expired", id, {}); }
 
-// Appends "KIND ID[ DETAIL]\n" behind the lines that wait and, unless the pipe was full a
-// moment ago, writes it at once: a worker's `connected` must be in the FIFO before the
-// master, told by the same worker, writes the `push_expired` that follows it.
+// Appends "KIND ID[ DETAIL]\n" behind the lines that wait; flush() writes it.
 void EventSink::emit(std::string_view kind, protocol::DeviceId id, std::string_view detail) noexcept {
   if (!enabled()) return;
   std::string line;
@@ -51,7 +49,6 @@ void EventSink::emit(std::string_view kind, protocol::DeviceId id, std::string_v
   line.push_back('\n');
   make_room(line.size());
   buffer_.append(line);
-  if (fifo_.valid() && !blocked_) write_pending();
 }
 
 // Drops the oldest waiting lines until `bytes` more fit: a backend that reads again wants
@@ -70,16 +67,14 @@ void EventSink::make_room(std::size_t bytes) noexcept {
 }
 
 void EventSink::flush() noexcept {
-  if (!enabled()) return;
+  if (pending_bytes() == 0 && dropped_unreported_ == 0) return;  // the common case, cheap
   const auto now = Clock::now();
   if (dropped_unreported_ > 0 && now >= next_warning_) warn_dropped(now);
-  if (pending_bytes() == 0) return;
-  if (!fifo_.valid() && now >= reopen_at_) try_open(now);
+  if (!fifo_.valid() && pending_bytes() > 0 && now >= reopen_at_) try_open(now);
   write_pending();
 }
 
 void EventSink::write_pending() noexcept {
-  blocked_ = false;
   while (fifo_.valid() && pending_bytes() > 0) {
     // Whole lines, at most PIPE_BUF bytes: the kernel writes them all or nothing, so no
     // other process's line lands in the middle of one of ours.
@@ -91,10 +86,7 @@ void EventSink::write_pending() noexcept {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {  // the reader is slow: the loop retries after blocked_retry
-      blocked_ = true;
-      break;
-    }
+    if (n < 0 && errno == EAGAIN) break;  // the reader is slow: retry after blocked_retry
     reader_gone();
   }
   if (head_ == buffer_.size()) {

@@ -20,10 +20,11 @@
 // resets its parent's sink). An EventSink made from an empty path is off: every call is a
 // no-op.
 //
-// An event is written at once when nothing waits; so the lines of two processes are in the
-// order they happened, as long as the backend keeps up. Use from an event loop: call the
-// event functions anywhere, flush() once per loop pass, and wake up after retry_in() when
-// it says so.
+// Use from an event loop: call the event functions anywhere; flush() once per loop pass
+// (the lines of one pass go out in a few writes) and before every message to another
+// process (so that the lines of two processes are in the order they happened, as long as
+// the backend keeps up: a worker's `connected` is in the FIFO before the master, told of
+// the login, writes a `push_expired`); wake up after retry_in() when it says so.
 #pragma once
 
 #include <chrono>
@@ -90,7 +91,6 @@ class EventSink {
   Clock::time_point reopen_at_{};
   std::string buffer_;     // whole lines; those before head_ are written
   std::size_t head_ = 0;
-  bool blocked_ = false;   // the last write met a full pipe: leave the retry to flush()
   std::uint64_t dropped_total_ = 0;
   std::uint64_t dropped_unreported_ = 0;
   Clock::time_point next_warning_{};

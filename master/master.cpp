@@ -296,6 +296,7 @@ bool Master::send_to(std::uint32_t index, const channel::Message& m, std::string
   if (index >= workers_.size()) return false;
   WorkerSlot& w = workers_[index];
   if (w.state == WorkerState::exited || !w.channel) return false;
+  events_.flush();  // our events (push_queued) before the worker's answer (push_delivered)
   channel::Message message = m;
   message.generation = w.generation;
   if (w.outbox.empty()) {

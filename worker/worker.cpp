@@ -209,6 +209,7 @@ void Worker::say_to_master(channel::Cmd cmd, const PeerAddress& peer) noexcept {
 
 // Messages keep their order: while any wait in the outbox, new ones queue behind them.
 void Worker::send_to_master(const channel::Message& m, std::string payload) noexcept {
+  events_.flush();  // our events before anything the master writes in answer
   if (outbox_.empty()) {
     const channel::Io io = channel::carries_payload(m.cmd)
                                ? channel::send(channel_.get(), m, payload)
