@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -192,6 +193,19 @@ TEST_F(EventsTest, ARejectedLoginIsNoEvent) {
   auto ok = logged_in(kFirstId + 3);  // an event after the rejection: the rejection's came first
   events_->about(kFirstId + 3, 1);
   EXPECT_TRUE(events_->settled(id).empty());
+}
+
+TEST_F(EventsTest, AStoppingServerSaysEveryDeviceIsDisconnected) {
+  auto a = logged_in(kFirstId + 5);
+  auto b = logged_in(kFirstId + 6);
+  events_->about(kFirstId + 5, 1);
+  events_->about(kFirstId + 6, 1);
+  ASSERT_EQ(server_.stop(SIGTERM), 0);
+  for (std::uint64_t id : {kFirstId + 5, kFirstId + 6}) {
+    const auto lines = events_->about(id, 2);
+    ASSERT_EQ(lines.size(), 2u) << server_.log();
+    EXPECT_EQ(lines[1], "disconnected " + id_text(id) + " server_shutdown");
+  }
 }
 
 class ExpiryEventsTest : public EventsTest {
