@@ -3,7 +3,15 @@
 // (SCM_RIGHTS) only with Cmd::new_connection.
 //
 //   master -> worker   new_connection (+fd)   take this accepted socket; peer = its address
-//                      shutdown               stop, flush inbound records, close, exit 0
+//                      shutdown               drain: close the connections one by one over
+//                                             shutdown.drain, then say drained
+//                      stop_now               (a second SIGTERM) close the rest at once
+//                      finish                 the last message it gets: send what is left
+//                                             (pushes returned), flush inbound records, exit 0
+//                      reload_tls (+payload)  "CERT\nKEY": new handshakes use these
+//                      reload_settings        read the config file again; apply what a reload
+//                                             may change (config/README.md)
+//                      reopen_log             open log.file again (SIGUSR1)
 //                      push (+payload)        write `payload` as a push frame to `device`
 //                                             on connection (slot, conn_generation)
 //   worker -> master   ready                  the loop runs; send connections from now on
@@ -12,6 +20,8 @@
 //                                             send its queued pushes
 //                      push_returned (+payload)  a push that was not written (the connection
 //                                             was gone or closed first): route it again
+//                      drained                every connection is closed: send no more
+//                                             pushes, send finish
 //
 // Pushes carry their payload after the fixed part, in the same record (SEQPACKET keeps
 // records whole), so a message is at most sizeof(Message) + kMaxPayload bytes.
@@ -39,8 +49,12 @@ enum class Cmd : std::uint8_t {
   push,
   device_online,
   push_returned,
-  reload_tls,  // master -> worker: load this certificate and key (payload "CERT\nKEY") for
-               // new handshakes; connected devices keep theirs
+  reload_tls,
+  reload_settings,
+  reopen_log,
+  stop_now,
+  drained,
+  finish,
 };
 
 // The largest payload a message carries: one push body (PROTOCOL.md rule 10).

@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <iterator>
@@ -89,18 +90,54 @@ std::optional<protocol::Time> mark_from_sql(sqlite3_int64 ticks) noexcept {
   return protocol::Time{protocol::Tick{ticks}};
 }
 
-// Columns: id, enabled, created_at, last_seen, replay_mark.
+std::optional<std::chrono::sys_seconds> seconds_from_sql(sqlite3_stmt* stmt, int column) noexcept {
+  if (sqlite3_column_type(stmt, column) == SQLITE_NULL) return std::nullopt;
+  return std::chrono::sys_seconds{std::chrono::seconds{sqlite3_column_int64(stmt, column)}};
+}
+
+// The columns read_info() reads, in its order.
+#define IOTSOCKET_INFO_COLUMNS                                                       \
+  "id, enabled, created_at, last_seen, replay_mark, sessions, last_login, last_peer, " \
+  "last_close_reason, last_skew_ms, max_skew_ms"
+
 DeviceInfo read_info(sqlite3_stmt* stmt) noexcept {
-  using std::chrono::seconds;
   DeviceInfo info;
   info.id = DeviceId{static_cast<std::uint64_t>(sqlite3_column_int64(stmt, 0))};
   info.enabled = sqlite3_column_int(stmt, 1) != 0;
-  info.created_at = std::chrono::sys_seconds{seconds{sqlite3_column_int64(stmt, 2)}};
-  if (sqlite3_column_type(stmt, 3) != SQLITE_NULL) {
-    info.last_seen = std::chrono::sys_seconds{seconds{sqlite3_column_int64(stmt, 3)}};
-  }
+  info.created_at = seconds_from_sql(stmt, 2).value_or(std::chrono::sys_seconds{});
+  info.last_seen = seconds_from_sql(stmt, 3);
   info.replay_mark = mark_from_sql(sqlite3_column_int64(stmt, 4));
+  info.sessions = static_cast<std::uint64_t>(std::max<sqlite3_int64>(sqlite3_column_int64(stmt, 5), 0));
+  info.last_login = seconds_from_sql(stmt, 6);
+  info.last_peer = column_text(stmt, 7);
+  info.last_close_reason = column_text(stmt, 8);
+  if (sqlite3_column_type(stmt, 9) != SQLITE_NULL && sqlite3_column_type(stmt, 10) != SQLITE_NULL) {
+    info.last_skew = ClockSkew{.last_ms = sqlite3_column_int(stmt, 9),
+                               .largest_ms = sqlite3_column_int(stmt, 10)};
+  }
   return info;
+}
+
+// Binds `text` to parameter `index`, NULL when empty. SQLITE_TRANSIENT: the caller's
+// string may be gone before the statement steps.
+bool bind_text_or_null(sqlite3_stmt* stmt, int index, std::string_view text) noexcept {
+  if (text.empty()) return sqlite3_bind_null(stmt, index) == SQLITE_OK;
+  return sqlite3_bind_text(stmt, index, text.data(), static_cast<int>(text.size()),
+                           SQLITE_TRANSIENT) == SQLITE_OK;
+}
+
+bool bind_facts(sqlite3_stmt* stmt, const SessionFacts& facts) noexcept {
+  const auto bind_optional = [stmt](int index, std::optional<sqlite3_int64> value) {
+    return (value ? sqlite3_bind_int64(stmt, index, *value) : sqlite3_bind_null(stmt, index)) ==
+           SQLITE_OK;
+  };
+  const auto login = facts.login ? std::optional<sqlite3_int64>(facts.login->time_since_epoch().count())
+                                 : std::nullopt;
+  const auto skew = facts.skew;
+  return bind_text_or_null(stmt, 4, facts.close_reason) && bind_text_or_null(stmt, 5, facts.peer) &&
+         bind_optional(6, login) &&
+         bind_optional(7, skew ? std::optional<sqlite3_int64>(skew->last_ms) : std::nullopt) &&
+         bind_optional(8, skew ? std::optional<sqlite3_int64>(skew->largest_ms) : std::nullopt);
 }
 
 sqlite3_int64 unix_now() noexcept {
@@ -138,6 +175,15 @@ CREATE TABLE devices (
 ))sql",
     // 1 -> 2: which worker holds a device (claim/release)
     "ALTER TABLE devices ADD COLUMN online_owner INTEGER",
+    // 2 -> 3: the last session that ended (iotsocketctl devices show), written at its end
+    R"sql(
+ALTER TABLE devices ADD COLUMN sessions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN last_login INTEGER;
+ALTER TABLE devices ADD COLUMN last_peer TEXT;
+ALTER TABLE devices ADD COLUMN last_close_reason TEXT;
+ALTER TABLE devices ADD COLUMN last_skew_ms INTEGER;
+ALTER TABLE devices ADD COLUMN max_skew_ms INTEGER
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kUpgrades));
 
@@ -211,11 +257,13 @@ Expected<DeviceRegistry, std::string> DeviceRegistry::open(const std::string& pa
        "replay_mark) VALUES (?1, ?2, ?3, ?4, 1, ?5, NULL, 0)"},
       {&s.remove, "DELETE FROM devices WHERE id = ?1"},
       {&s.set_enabled, "UPDATE devices SET enabled = ?2 WHERE id = ?1"},
-      {&s.list, "SELECT id, enabled, created_at, last_seen, replay_mark FROM devices ORDER BY id"},
-      {&s.find, "SELECT id, enabled, created_at, last_seen, replay_mark FROM devices WHERE id = ?1"},
+      {&s.list, "SELECT " IOTSOCKET_INFO_COLUMNS " FROM devices ORDER BY id"},
+      {&s.find, "SELECT " IOTSOCKET_INFO_COLUMNS " FROM devices WHERE id = ?1"},
       {&s.replay_mark, "SELECT replay_mark FROM devices WHERE id = ?1"},
       {&s.session_end,
-       "UPDATE devices SET last_seen = ?2, replay_mark = max(replay_mark, ?3) WHERE id = ?1"},
+       "UPDATE devices SET last_seen = ?2, replay_mark = max(replay_mark, ?3), "
+       "sessions = sessions + 1, last_close_reason = ?4, last_peer = ?5, last_login = ?6, "
+       "last_skew_ms = ?7, max_skew_ms = ?8 WHERE id = ?1"},
       {&s.claim,
        "UPDATE devices SET online_owner = ?2 WHERE id = ?1 AND online_owner IS NULL "
        "RETURNING replay_mark"},
@@ -290,13 +338,14 @@ std::optional<protocol::Time> DeviceRegistry::replay_mark(DeviceId id) noexcept 
 }
 
 void DeviceRegistry::record_session_end(DeviceId id, std::chrono::system_clock::time_point last_seen,
-                                        protocol::Time mark) noexcept {
+                                        protocol::Time mark, const SessionFacts& facts) noexcept {
   const StmtUse use(stmts_.session_end);
   sqlite3_stmt* stmt = use.get();
   const auto seen = std::chrono::floor<std::chrono::seconds>(last_seen).time_since_epoch().count();
   const bool bound = bind_id(stmt, id) &&
                      sqlite3_bind_int64(stmt, 2, seen) == SQLITE_OK &&
-                     sqlite3_bind_int64(stmt, 3, mark.time_since_epoch().count()) == SQLITE_OK;
+                     sqlite3_bind_int64(stmt, 3, mark.time_since_epoch().count()) == SQLITE_OK &&
+                     bind_facts(stmt, facts);
   if (!bound || sqlite3_step(stmt) != SQLITE_DONE) {
     spdlog::warn("device registry {}: recording the session end of device {:010}: {}", path_,
                  id.value, errmsg(db_.get()));

@@ -18,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/clock_skew.hpp"
 #include "common/sqlite.hpp"
 #include "protocol/device_id.hpp"
 #include "protocol/expected.hpp"
@@ -42,6 +43,20 @@ struct DeviceInfo {
   std::chrono::sys_seconds created_at{};
   std::optional<std::chrono::sys_seconds> last_seen;  // nullopt: never logged in
   std::optional<protocol::Time> replay_mark;          // nullopt: no TIME recorded yet
+  // The last session that ended (`iotsocketctl devices show`); written at its end only.
+  std::uint64_t sessions = 0;                          // sessions that ended, ever
+  std::optional<std::chrono::sys_seconds> last_login;  // start of the last one
+  std::string last_peer;                               // "" when unknown
+  std::string last_close_reason;                       // reason code, "" when unknown
+  std::optional<ClockSkew> last_skew;                  // of its last frames
+};
+
+// What the worker knows about a session when it ends, besides last_seen and the mark.
+struct SessionFacts {
+  std::string_view close_reason;                       // a reason code (README), "" unknown
+  std::string peer;                                    // "" unknown
+  std::optional<std::chrono::sys_seconds> login;       // when the session started
+  std::optional<ClockSkew> skew;                       // of its last frames
 };
 
 // One device of a bulk import.
@@ -89,10 +104,11 @@ class DeviceRegistry {
   // device is unknown, has none yet, or the registry failed (logged as a warning).
   std::optional<protocol::Time> replay_mark(DeviceId id) noexcept;
 
-  // Sets last_seen and raises (never lowers) the replay mark. A failure is logged as a
-  // warning: the session has ended either way.
+  // Sets last_seen, raises (never lowers) the replay mark, counts the session and stores
+  // `facts` as the last session's: one write per session, none per login or frame. A
+  // failure is logged as a warning: the session has ended either way.
   void record_session_end(DeviceId id, std::chrono::system_clock::time_point last_seen,
-                          protocol::Time mark) noexcept;
+                          protocol::Time mark, const SessionFacts& facts = {}) noexcept;
 
   // --- who holds a device (one login per device across all workers) ---
   // Atomically marks the device as held by `owner` (a worker's pid) unless another holds it.

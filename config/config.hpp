@@ -99,8 +99,17 @@ struct Push {
 
 struct Log {
   std::string level = "info";  // trace | debug | info | warn | error | critical | off
+  std::string file;            // empty: stderr (the journal); else appended to, reopened on SIGUSR1
 
   friend bool operator==(const Log&, const Log&) = default;
+};
+
+// SIGTERM/SIGINT: connections are closed one by one over the drain period, so that a fleet
+// does not reconnect all at once to a restarting server.
+struct Shutdown {
+  Duration drain = std::chrono::seconds(10);
+
+  friend bool operator==(const Shutdown&, const Shutdown&) = default;
 };
 
 struct Config {
@@ -116,6 +125,7 @@ struct Config {
   Protocol protocol;
   Limits limits;
   Push push;
+  Shutdown shutdown;
   Log log;
 
   friend bool operator==(const Config&, const Config&) = default;

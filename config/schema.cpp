@@ -15,6 +15,7 @@ using At = const Where&;
 using Field = Reader::Field;
 constexpr std::uint32_t kMaxU32 = std::numeric_limits<std::uint32_t>::max();
 constexpr std::uint64_t kMinWriteQueue = 64 * 1024;
+constexpr Duration kMaxDrain = std::chrono::minutes(10);
 
 bool is_ip_literal(const std::string& text) {
   unsigned char buffer[sizeof(in6_addr)];
@@ -207,10 +208,27 @@ void read_push(Reader& r, Node node, At at, Push& push) {
 }
 
 void read_log(Reader& r, Node node, At at, Log& log) {
-  const Field fields[] = {{"level", [&](Node v, At w) {
+  const Field fields[] = {{"level",
+                           [&](Node v, At w) {
                              const auto i = r.pick(v, w, kLogLevels);
                              if (i) log.level = kLogLevels[*i];
-                           }}};
+                           }},
+                          {"file", [&](Node v, At w) { r.path(v, w, log.file, true); }}};
+  r.mapping(node, at, fields);
+}
+
+void read_drain(Reader& r, Node node, At at, Duration& out) {
+  Duration drain = out;
+  r.duration(node, at, drain);
+  if (drain > kMaxDrain) {
+    return r.error(at, "expected at most 10m (systemd's stop timeout must cover it), got '" +
+                           node.Scalar() + "'");
+  }
+  out = drain;
+}
+
+void read_shutdown(Reader& r, Node node, At at, Shutdown& shutdown) {
+  const Field fields[] = {{"drain", [&](Node v, At w) { read_drain(r, v, w, shutdown.drain); }}};
   r.mapping(node, at, fields);
 }
 
@@ -251,6 +269,7 @@ Config read_config(Reader& r, const YAML::Node& root) {
                           {"protocol", [&](Node v, At w) { read_protocol(r, v, w, c.protocol); }},
                           {"limits", [&](Node v, At w) { read_limits(r, v, w, c.limits); }},
                           {"push", [&](Node v, At w) { read_push(r, v, w, c.push); }},
+                          {"shutdown", [&](Node v, At w) { read_shutdown(r, v, w, c.shutdown); }},
                           {"log", [&](Node v, At w) { read_log(r, v, w, c.log); }}};
   r.mapping(root, where_of("", root.Mark()), fields);
   return c;

@@ -1,7 +1,5 @@
 #include "ctl/devices.hpp"
 
-#include <time.h>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -10,6 +8,7 @@
 #include <fmt/core.h>
 
 #include "ctl/import_file.hpp"
+#include "ctl/time_text.hpp"
 #include "protocol/device_id.hpp"
 
 namespace iotsocket::ctl {
@@ -24,14 +23,6 @@ std::optional<DeviceRegistry> open_registry(const std::string& path, Mode mode) 
     return std::nullopt;
   }
   return std::move(registry).value();
-}
-
-std::string iso_utc(std::chrono::sys_seconds t) {
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  char text[32] = "?";
-  if (gmtime_r(&seconds, &tm) != nullptr) std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
 }
 
 int done(const Status& status) { return status ? kExitOk : fail(status.error()); }

@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "ctl/devices.hpp"
 #include "ctl/server.hpp"
+#include "ctl/show.hpp"
 #include "protocol/device_id.hpp"
 
 namespace {
@@ -50,7 +51,7 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_file, "Server config file (for devices.sqlite)")
       ->capture_default_str();
 
-  CLI::App* devices = app.add_subcommand("devices", "Add, list, remove, disable or enable devices");
+  CLI::App* devices = app.add_subcommand("devices", "Add, list, show, remove, disable or enable devices");
   devices->require_subcommand(1);
 
   std::string id;
@@ -62,6 +63,9 @@ int main(int argc, char** argv) {
       add->add_option("--key", key, "The device's key (a legacy device's); default: generate one");
 
   CLI::App* list = devices->add_subcommand("list", "List the devices");
+  CLI::App* show = devices->add_subcommand(
+      "show", "One device: last seen, last disconnect reason, sessions, clock skew, worker");
+  show->add_option("ID", id, "Device ID")->required()->check(kDeviceId);
 
   CLI::App* remove = devices->add_subcommand("remove", "Remove a device");
   remove->add_option("ID", id, "Device ID")->required()->check(kDeviceId);
@@ -110,6 +114,7 @@ int main(int argc, char** argv) {
                             key_option->count() > 0 ? std::optional<std::string>(key) : std::nullopt);
   }
   if (*list) return ctl::devices_list(registry);
+  if (*show) return ctl::devices_show(*config, device_id(id));
   if (*remove) return revoke(ctl::devices_remove(registry, device_id(id)));
   if (*disable) return revoke(ctl::devices_set_enabled(registry, device_id(id), false));
   if (*enable) return ctl::devices_set_enabled(registry, device_id(id), true);

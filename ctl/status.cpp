@@ -7,17 +7,10 @@
 
 #include "ctl/devices.hpp"
 #include "ctl/server.hpp"
+#include "ctl/time_text.hpp"
 #include "shm/device_table.hpp"
 
 namespace iotsocket::ctl {
-namespace {
-
-std::string iso_utc(std::int64_t unix_seconds) {
-  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
-                     std::chrono::sys_seconds(std::chrono::seconds(unix_seconds)));
-}
-
-}  // namespace
 
 int status(const config::Config& config) {
   auto table = shm::DeviceTable::attach(config.runtime.shm_name);

@@ -102,7 +102,12 @@ int main(int argc, char** argv) {
 
   auto config = load_config(config_path);
   if (!config) return 1;
-  log::init("master", log::parse_level(config->log.level).value_or(spdlog::level::info));
+  const auto level = log::parse_level(config->log.level).value_or(spdlog::level::info);
+  // --check-config reports to the terminal (or ExecStartPre's journal), never to the file.
+  if (auto error = log::init("master", level, check_only ? std::string() : config->log.file)) {
+    spdlog::critical("log.file: cannot open {}: {}", config->log.file, *error);
+    return 1;
+  }
 
   SslCtx tls;
   if (config->tls.enabled) {

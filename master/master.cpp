@@ -3,7 +3,9 @@
 //
 //   accept -> caps (max_connections, per source IP) -> least-loaded Ready worker -> SCM_RIGHTS
 //   SIGCHLD -> reap, release the dead worker's devices in the registry, respawn
-//   SIGTERM / SIGINT -> stop accepting, tell workers to shut down, wait, exit
+//   SIGTERM / SIGINT -> stop accepting; workers close their connections over the drain
+//                       period, say drained, get finish (nothing follows it), exit; then exit
+//   SIGHUP -> reload (config/README.md "Reload"); SIGUSR1 -> reopen log.file
 //   push FIFO -> PushRouter -> the holding worker's channel, or the offline queue
 #include "master/master.hpp"
 
@@ -29,6 +31,7 @@
 #include "common/tls.hpp"
 #include "common/net.hpp"
 #include "common/registry.hpp"
+#include "config/reload.hpp"
 #include "master/offline_queue.hpp"
 #include "master/push_fifo.hpp"
 #include "master/push_router.hpp"
@@ -46,7 +49,9 @@ using namespace std::chrono_literals;
 constexpr int kAcceptBatch = 64;
 constexpr auto kAcceptPauseOnFdShortage = 100ms;
 constexpr auto kRespawnDelayAfterCrashLoop = 1s;
+// Beyond the drain period, for the workers to place what they hold and exit.
 constexpr auto kShutdownGrace = 30s;
+constexpr auto kStopNowGrace = 5s;
 // Accepted sockets waiting for room in a worker's channel (a burst of thousands of
 // connects); accepting pauses while this many wait, and the kernel's backlog holds the rest.
 constexpr std::size_t kMaxParked = 1024;
@@ -74,7 +79,9 @@ struct Outgoing {
 std::size_t queued_size(const std::string& payload) {
   return sizeof(Outgoing) + payload.capacity() + 16;
 }
-enum class WorkerState { starting, ready, exited };
+// finishing: it has closed every connection while stopping and was sent `finish`; nothing
+// more goes to it (pushes for its devices go to the offline queue).
+enum class WorkerState { starting, ready, finishing, exited };
 
 struct WorkerSlot {
   pid_t pid = 0;
@@ -117,6 +124,8 @@ class Master {
   WorkerSlot* least_loaded(const std::vector<const WorkerSlot*>& skip = {});
   void on_worker(std::size_t index);
   bool send_to(std::uint32_t index, const channel::Message& m, std::string payload);
+  void send_in_order(WorkerSlot& w, const channel::Message& m, std::string payload = {});
+  void tell_workers(channel::Cmd cmd, std::string payload = {});
   void flush_outbox(WorkerSlot& w);
   void watch_writable(WorkerSlot& w, bool on);
   std::size_t outbox_bytes() const;
@@ -127,14 +136,17 @@ class Master {
   void reap();
   void worker_gone(WorkerSlot& w, int status);
   void begin_shutdown();
+  void stop_now();
   void reload();
+  bool apply_reloadable(const config::Config& next);
+  void reopen_log();
   std::string status_text() const;
   void announce_ready_when_all_are();
   void tick(steady_clock::time_point now);
   void set_accepting(bool on);
   int timeout_ms(steady_clock::time_point now) const;
 
-  const config::Config& config_;
+  config::Config config_;  // the running settings; a reload changes the reloadable ones
   SSL_CTX* tls_;          // what new workers inherit: main's context, or the last reload's
   SslCtx reloaded_tls_;   // owns the last reload's context
   ServiceNotify notify_;
@@ -295,28 +307,44 @@ void Master::on_push_fifo() {
 bool Master::send_to(std::uint32_t index, const channel::Message& m, std::string payload) {
   if (index >= workers_.size()) return false;
   WorkerSlot& w = workers_[index];
-  if (w.state == WorkerState::exited || !w.channel) return false;
+  if (w.state == WorkerState::exited || w.state == WorkerState::finishing || !w.channel) return false;
+  send_in_order(w, m, std::move(payload));
+  return true;
+}
+
+// Sends now, or queues behind what waits in the worker's outbox (a full channel).
+void Master::send_in_order(WorkerSlot& w, const channel::Message& m, std::string payload) {
   events_.flush();  // our events (push_queued) before the worker's answer (push_delivered)
   channel::Message message = m;
   message.generation = w.generation;
   if (w.outbox.empty()) {
-    const channel::Io io = channel::send(w.channel.get(), message, payload);
-    if (io == channel::Io::ok) return true;
+    const channel::Io io = channel::carries_payload(m.cmd)
+                               ? channel::send(w.channel.get(), message, payload)
+                               : channel::send(w.channel.get(), message);
+    if (io == channel::Io::ok) return;
     if (io != channel::Io::would_block) {
-      spdlog::warn("sendmsg() to worker {} failed: {}", index, std::strerror(errno));
-      return false;
+      // The worker is going; SIGCHLD follows, and worker_gone() requeues its pushes.
+      spdlog::warn("sendmsg() to worker {} failed: {}", &w - workers_.data(), std::strerror(errno));
+      return;
     }
   }
   w.outbox_bytes += queued_size(payload);
   w.outbox.push_back(Outgoing{message, std::move(payload)});
   watch_writable(w, true);
-  return true;
+}
+
+void Master::tell_workers(channel::Cmd cmd, std::string payload) {
+  for (std::uint32_t i = 0; i < workers_.size(); ++i) {
+    send_to(i, channel::Message{.cmd = cmd}, payload);
+  }
 }
 
 void Master::flush_outbox(WorkerSlot& w) {
   while (!w.outbox.empty()) {
     Outgoing& o = w.outbox.front();
-    const channel::Io io = channel::send(w.channel.get(), o.message, o.payload);
+    const channel::Io io = channel::carries_payload(o.message.cmd)
+                               ? channel::send(w.channel.get(), o.message, o.payload)
+                               : channel::send(w.channel.get(), o.message);
     if (io == channel::Io::would_block) return;
     if (io != channel::Io::ok) return;  // the worker is going; worker_gone() requeues the rest
     w.outbox_bytes -= queued_size(o.payload);
@@ -367,7 +395,7 @@ bool Master::spawn(std::size_t index) {
     registry_.reset();
     events_ = EventSink{};  // the worker opens its own
     log::init("worker " + std::to_string(index),
-              log::parse_level(config_.log.level).value_or(spdlog::level::info));
+              log::parse_level(config_.log.level).value_or(spdlog::level::info), log::file());
     int code = worker::run(worker::WorkerSetup{.config = &config_,
                                                .tls = tls_,
                                                .table = &*table_,
@@ -540,6 +568,13 @@ void Master::on_worker(std::size_t index) {
       case channel::Cmd::push_returned:
         router_->returned(static_cast<std::uint32_t>(index), r.message, std::move(r.payload));
         break;
+      case channel::Cmd::drained:
+        // `finish` goes behind everything already on its way: the worker reads (and hands
+        // back) every push sent before it, then exits.
+        w.state = WorkerState::finishing;
+        send_in_order(w, channel::Message{.cmd = channel::Cmd::finish});
+        spdlog::info("worker {} drained", index);
+        break;
       default:
         spdlog::warn("worker {} sent an unexpected command {}", index,
                      static_cast<int>(r.message.cmd));
@@ -608,11 +643,7 @@ void Master::on_signal() {
       case SIGTERM:
       case SIGINT:
         if (stopping_) {
-          spdlog::warn("second stop signal: exiting now");
-          for (auto& w : workers_) {
-            if (w.state != WorkerState::exited) ::kill(w.pid, SIGKILL);
-          }
-          stop_deadline_ = steady_clock::now();
+          stop_now();
         } else {
           spdlog::info("{}: stopping", ::strsignal(static_cast<int>(info.ssi_signo)));
           begin_shutdown();
@@ -622,7 +653,7 @@ void Master::on_signal() {
         reload();
         break;
       case SIGUSR1:
-        spdlog::info("SIGUSR1: logging goes to stderr; nothing to reopen");
+        reopen_log();
         break;
       default:
         break;
@@ -632,37 +663,11 @@ void Master::on_signal() {
 
 // ---- SIGHUP -------------------------------------------------------------------------
 //
-// nginx-style: the new config and certificate are built and checked in full first; any
-// failure is logged and the running settings stay. What this version reloads is the TLS
-// certificate and key: workers load them for new handshakes, connected devices keep
-// theirs. Other changed settings are named in the log as waiting for a restart.
-
-namespace {
-
-void log_restart_only_changes(const config::Config& running, const config::Config& next) {
-  const std::pair<const char*, bool> changed[] = {
-      {"listen", running.listen != next.listen},
-      {"tls.enabled", running.tls.enabled != next.tls.enabled},
-      {"workers", running.workers != next.workers},
-      {"devices", running.devices != next.devices},
-      {"fifo", running.fifo != next.fifo},
-      {"spool", running.spool != next.spool},
-      {"runtime", running.runtime != next.runtime},
-      {"timeouts", running.timeouts != next.timeouts},
-      {"protocol", running.protocol != next.protocol},
-      {"limits", running.limits != next.limits},
-      {"push", running.push != next.push},
-      {"log", running.log != next.log},
-  };
-  for (const auto& [section, differs] : changed) {
-    if (differs) {
-      spdlog::warn("reload: {} changed in {}; it takes effect at the next restart", section,
-                   next.path);
-    }
-  }
-}
-
-}  // namespace
+// nginx-style: the new config, certificate and registry are built and checked in full
+// first; any failure is logged and the running settings all stay. Then the master applies
+// the reloadable settings (config/reload.hpp) and tells the workers, who read the file
+// again for theirs and load the certificate for new handshakes; connected devices keep
+// their connections. Restart-only settings that changed are named in the log.
 
 void Master::reload() {
   if (stopping_) {
@@ -690,30 +695,71 @@ void Master::reload() {
     return;
   }
   const config::Config& next = *loaded;
-  log_restart_only_changes(config_, next);
-  if (!config_.tls.enabled || !next.tls.enabled) {
-    spdlog::info("reload: nothing to reload without TLS");
-    return;
+  const bool new_tls = config_.tls.enabled && next.tls.enabled;
+  SslCtx made_tls;
+  if (new_tls) {
+    auto made = make_server_context(next.tls.cert, next.tls.key);
+    if (!made) {
+      spdlog::error("reload refused, the running certificate stays: tls: {}", made.error());
+      return;
+    }
+    made_tls = std::move(*made);
   }
-  auto made = make_server_context(next.tls.cert, next.tls.key);
-  if (!made) {
-    spdlog::error("reload refused, the running certificate stays: tls: {}", made.error());
-    return;
-  }
-  for (const std::string& warning : certificate_warnings(made->get(), next.tls.cert, next.tls.key)) {
+  if (!apply_reloadable(next)) return;
+  if (!new_tls) return;
+  for (const std::string& warning : certificate_warnings(made_tls.get(), next.tls.cert, next.tls.key)) {
     spdlog::warn("tls: {}", warning);
   }
   // The running ticket keys go on, so that devices resume their sessions on any worker.
-  if (!copy_ticket_keys(tls_, made->get())) spdlog::warn("reload: cannot carry the session-ticket keys over");
-  reloaded_tls_ = std::move(*made);
+  if (!copy_ticket_keys(tls_, made_tls.get())) spdlog::warn("reload: cannot carry the session-ticket keys over");
+  reloaded_tls_ = std::move(made_tls);
   tls_ = reloaded_tls_.get();  // for workers forked from now on
-  for (std::uint32_t i = 0; i < workers_.size(); ++i) {
-    send_to(i, channel::Message{.cmd = channel::Cmd::reload_tls}, next.tls.cert + "\n" + next.tls.key);
-  }
+  tell_workers(channel::Cmd::reload_tls, next.tls.cert + "\n" + next.tls.key);
   spdlog::info("reload: certificate {} for new connections", next.tls.cert);
 }
 
+// False (and nothing changed) when the new registry cannot be opened.
+bool Master::apply_reloadable(const config::Config& next) {
+  std::optional<DeviceRegistry> registry;
+  if (next.devices.sqlite != config_.devices.sqlite) {
+    auto opened = DeviceRegistry::open(next.devices.sqlite, DeviceRegistry::Mode::read_write);
+    if (!opened) {
+      spdlog::error("reload refused, the running settings stay: devices.sqlite: {}", opened.error());
+      return false;
+    }
+    registry.emplace(std::move(*opened));
+  }
+  for (const std::string& name : config::restart_only_changes(config_, next)) {
+    spdlog::warn("reload: {} changed in {}; it takes effect at the next restart", name, next.path);
+  }
+  const config::Config merged = config::with_reloadable(config_, next);
+  const std::vector<std::string> changed = config::reloadable_changes(config_, merged);
+  config_ = merged;  // in place: the router and workers forked from now on see it
+  if (registry) *registry_ = std::move(*registry);
+  offline_->set_bounds(config_.push.offline_max,
+                       std::chrono::duration_cast<std::chrono::seconds>(config_.push.offline_max_age));
+  log::set_level(log::parse_level(config_.log.level).value_or(spdlog::level::info));
+  for (const std::string& name : changed) spdlog::info("reload: {} changed; in effect now", name);
+  if (!changed.empty()) tell_workers(channel::Cmd::reload_settings);
+  return true;
+}
+
+void Master::reopen_log() {
+  if (log::file().empty()) {
+    spdlog::info("SIGUSR1: logging goes to stderr; nothing to reopen");
+    return;
+  }
+  if (auto error = log::reopen()) {
+    spdlog::error("SIGUSR1: cannot reopen {}: {}; logging goes on to the file it had",
+                  log::file(), *error);
+    return;
+  }
+  spdlog::info("SIGUSR1: reopened {}", log::file());
+  tell_workers(channel::Cmd::reopen_log);
+}
+
 std::string Master::status_text() const {
+  if (stopping_) return "stopping: " + std::to_string(connections_) + " connections left to close";
   std::size_t ready = 0;
   for (const auto& w : workers_) ready += w.state == WorkerState::ready ? 1 : 0;
   return std::to_string(connections_) + " connections, " + std::to_string(ready) + " of " +
@@ -734,14 +780,20 @@ void Master::announce_ready_when_all_are() {
 void Master::begin_shutdown() {
   notify_.stopping();
   stopping_ = true;
-  stop_deadline_ = steady_clock::now() + kShutdownGrace;
+  stop_deadline_ = steady_clock::now() + config_.shutdown.drain + kShutdownGrace;
   set_accepting(false);
   listeners_.clear();  // new connections are refused by the kernel from now on
-  for (auto& w : workers_) {
-    if (w.state == WorkerState::exited) continue;
-    channel::Message m{.cmd = channel::Cmd::shutdown, .generation = w.generation, .peer = {}};
-    if (channel::send(w.channel.get(), m) != channel::Io::ok) ::kill(w.pid, SIGTERM);
-  }
+  spdlog::info("draining {} connections over {} ms (shutdown.drain)", connections_,
+               config_.shutdown.drain.count());
+  tell_workers(channel::Cmd::shutdown);
+}
+
+// A second SIGTERM/SIGINT: no more waiting. Workers close what is left at once and still
+// place every inbound record and hand back every unsent push before they exit.
+void Master::stop_now() {
+  spdlog::warn("second stop signal: closing every connection now");
+  tell_workers(channel::Cmd::stop_now);
+  stop_deadline_ = std::min(stop_deadline_, steady_clock::now() + kStopNowGrace);
 }
 
 void Master::tick(steady_clock::time_point now) {
@@ -764,7 +816,7 @@ void Master::tick(steady_clock::time_point now) {
   }
   if (now >= next_tick_) {
     next_tick_ = now + 1s;
-    if (announced_ready_ && !stopping_) notify_.status(status_text());
+    if (announced_ready_) notify_.status(status_text());
     if (refused_.max_connections + refused_.per_ip > 0) {
       spdlog::warn("refused at accept in the last second: {} over max_connections, {} over "
                    "the per-address cap",
@@ -797,7 +849,7 @@ int Master::run() {
       for (const auto& w : workers_) all_gone = all_gone && w.state == WorkerState::exited;
       if (all_gone) break;
       if (now >= stop_deadline_) {
-        spdlog::error("workers did not stop within {} s; killing them", kShutdownGrace.count());
+        spdlog::error("workers did not stop in time; killing them");
         for (auto& w : workers_) {
           if (w.state != WorkerState::exited) ::kill(w.pid, SIGKILL);
         }

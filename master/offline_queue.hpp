@@ -57,6 +57,11 @@ class OfflineQueue {
   ~OfflineQueue();
 
   const std::string& path() const noexcept { return path_; }
+  // A reload: the bounds apply from the next push, take() and expire() on.
+  void set_bounds(std::uint32_t max_per_device, std::chrono::seconds max_age) noexcept {
+    max_per_device_ = max_per_device;
+    max_age_ = max_age;
+  }
 
   // Stores a push at the back of the device's queue (one transaction). Returns the pushes
   // it evicted to stay within max_per_device, oldest first.

@@ -25,6 +25,8 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <spdlog/spdlog.h>
 
+#include "shm/refusal.hpp"
+
 namespace iotsocket::shm {
 
 namespace bip = boost::interprocess;
@@ -39,7 +41,7 @@ namespace {
 
 // "IOTSDEV1" read as a little-endian word; the version changes with the layout.
 constexpr std::uint64_t kMagic = 0x3156454453544f49ULL;
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;  // 2: skew and refusals in Entry
 
 // The holder word: worker+1 (12 bits) | slot (24 bits) | conn_generation (28 bits).
 // Zero means free, which worker+1 >= 1 keeps apart from every holder.
@@ -49,6 +51,9 @@ constexpr std::uint64_t kGenerationMask = (std::uint64_t{1} << kGenerationBits) 
 constexpr std::uint64_t kSlotMask = (std::uint64_t{1} << kSlotBits) - 1;
 constexpr std::uint32_t kMaxWorkers = 4095;  // worker+1 must fit in 12 bits
 constexpr std::uint32_t kMaxCapacity = std::uint32_t{1} << 24;
+
+// No skew recorded: both halves INT32_MIN, which skew_ms() never gives.
+constexpr std::uint64_t kNoSkew = 0x8000000080000000ULL;
 
 constexpr std::size_t kCacheLine = 64;
 constexpr std::size_t kPeerWords = 4;  // 32 bytes: a sockaddr_in6 (28) fits
@@ -77,9 +82,27 @@ struct Entry {
   std::atomic<std::uint32_t> peer_version{0};
   std::atomic<std::int64_t> since_unix{0};
   std::atomic<std::uint32_t> peer_length{0};
+  std::atomic<std::uint32_t> refusals{0};  // devices show: refused logins since creation
   std::array<std::atomic<std::uint64_t>, kPeerWords> peer_words{};
   std::atomic<std::uint64_t> peer_check{0};
+  // iotsocketctl devices show: one word each, so a reader never sees half of an update.
+  std::atomic<std::uint64_t> skew{kNoSkew};  // pack_skew() of the holder's recent frames
+  std::atomic<std::uint64_t> refusal{0};     // unix seconds << 8 | refusal code; 0 none
 };
+// The table holds 2-4 slots per device: every byte here counts that often (refusals sits
+// in what was padding).
+static_assert(sizeof(Entry) == 112);
+
+// --- words of devices show ---
+
+std::uint64_t pack_skew(const ClockSkew& s) noexcept {
+  return (std::uint64_t{static_cast<std::uint32_t>(s.last_ms)} << 32) |
+         static_cast<std::uint32_t>(s.largest_ms);
+}
+ClockSkew unpack_skew(std::uint64_t word) noexcept {
+  return ClockSkew{.last_ms = static_cast<std::int32_t>(static_cast<std::uint32_t>(word >> 32)),
+                   .largest_ms = static_cast<std::int32_t>(static_cast<std::uint32_t>(word))};
+}
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
@@ -321,6 +344,7 @@ ClaimResult held_by(const Entry& e, std::uint64_t word) noexcept {
 ClaimResult finish_claim(Entry& e, std::uint32_t pending, const PeerAddress& peer,
                          std::int64_t since_unix) noexcept {
   write_peer(e, peer, since_unix);
+  e.skew.store(kNoSkew, std::memory_order_relaxed);  // the new session has none yet
   if (pending != 0) {
     e.close_requests.compare_exchange_strong(pending, 0, std::memory_order_acq_rel,
                                              std::memory_order_relaxed);
@@ -627,6 +651,31 @@ void DeviceTable::raise_push_mark(DeviceId id, protocol::Time t) noexcept {
   if (Entry* e = find_or_insert(*layout_, id)) raise(e->push_mark, ticks(t));
 }
 
+// --- devices show ---
+
+void DeviceTable::set_skew(DeviceId id, const ClockSkew& skew) noexcept {
+  if (Entry* e = lookup(*layout_, id)) e->skew.store(pack_skew(skew), std::memory_order_relaxed);
+}
+
+void DeviceTable::note_refusal(DeviceId id, std::string_view reason,
+                               std::int64_t unix_seconds) noexcept {
+  const std::uint8_t code = refusal_code(reason);
+  if (code == 0 || unix_seconds <= 0) return;
+  Entry* e = find_or_insert(*layout_, id);
+  if (e == nullptr) return;
+  e->refusal.store(static_cast<std::uint64_t>(unix_seconds) << 8 | code, std::memory_order_relaxed);
+  e->refusals.fetch_add(1, std::memory_order_relaxed);
+}
+
+Refusals DeviceTable::refusals(DeviceId id) const noexcept {
+  const Entry* e = lookup(*layout_, id);
+  if (e == nullptr) return {};
+  const std::uint64_t word = e->refusal.load(std::memory_order_relaxed);
+  return Refusals{.count = e->refusals.load(std::memory_order_relaxed),
+                  .last_reason = refusal_name(static_cast<std::uint8_t>(word & 0xff)),
+                  .last_unix = static_cast<std::int64_t>(word >> 8)};
+}
+
 // --- the master ---
 
 std::size_t DeviceTable::release_worker(std::uint32_t worker, protocol::Time floor) noexcept {
@@ -685,6 +734,9 @@ bool snapshot(const Entry& e, std::uint64_t key, DeviceSnapshot& s) noexcept {
   if (!read_peer(e, s.peer, s.since_unix)) {
     s.peer = PeerAddress{};
     s.since_unix = 0;
+  }
+  if (const std::uint64_t skew = e.skew.load(std::memory_order_relaxed); skew != kNoSkew) {
+    s.skew = unpack_skew(skew);
   }
   return true;
 }

@@ -19,8 +19,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/clock_skew.hpp"
 #include "common/net.hpp"
 #include "protocol/device_id.hpp"
 #include "protocol/expected.hpp"
@@ -53,6 +55,14 @@ struct DeviceSnapshot {
   Holder holder;
   PeerAddress peer;
   std::int64_t since_unix = 0;  // seconds since the epoch, login time
+  std::optional<ClockSkew> skew;  // of its recent frames; nullopt before the first
+};
+
+// The refused logins of a device since the table was created (refusal.hpp says which).
+struct Refusals {
+  std::uint32_t count = 0;
+  std::string_view last_reason;  // "" when none
+  std::int64_t last_unix = 0;    // seconds since the epoch
 };
 
 enum class ClaimStatus {
@@ -114,6 +124,14 @@ class DeviceTable {
   // the device; the push mark the last TIME written to it.
   void raise_replay_mark(DeviceId id, protocol::Time t) noexcept;
   void raise_push_mark(DeviceId id, protocol::Time t) noexcept;
+
+  // --- what `iotsocketctl devices show` reads (relaxed stores, no lock, no disk) ---
+  // The holder, per accepted frame; a claim clears it.
+  void set_skew(DeviceId id, const ClockSkew& skew) noexcept;
+  // A refused login of a known device: counts it and keeps the last reason and time.
+  // Reasons refusal_code() does not know are ignored (and insert no entry).
+  void note_refusal(DeviceId id, std::string_view reason, std::int64_t unix_seconds) noexcept;
+  Refusals refusals(DeviceId id) const noexcept;
 
   // --- the master ---
   // Frees every device held by worker `worker` (it died), raising their replay marks to at

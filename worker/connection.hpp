@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock_skew.hpp"
 #include "common/fd.hpp"
 #include "common/net.hpp"
 #include "common/tls.hpp"
@@ -62,6 +63,8 @@ struct Connection {
   protocol::DeviceId claimed_device{~std::uint64_t{0}};  // DEVICE of the first frame, for logs
   protocol::TimeStamper push_times;     // TIMEs of the push frames written to this device
   std::unique_ptr<WriteQueue> out;      // null while nothing waits to be written
+  SkewTracker skew;                     // TIME - clock of the frames accepted (devices show)
+  std::int64_t login_unix = 0;          // when the login succeeded, seconds since the epoch
 
   ConnState state = ConnState::handshake;
   std::uint32_t slot = 0;        // index in the worker's connection table

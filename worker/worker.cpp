@@ -12,10 +12,13 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <optional>
+#include <random>
 #include <string_view>
 #include <vector>
 
@@ -26,6 +29,7 @@
 #include "common/log.hpp"
 #include "common/tls.hpp"
 #include "common/registry.hpp"
+#include "config/reload.hpp"
 #include "protocol/device_id.hpp"
 #include "protocol/encoder.hpp"
 #include "protocol/errors.hpp"
@@ -34,6 +38,7 @@
 #include "worker/connection.hpp"
 #include "worker/deadlines.hpp"
 #include "worker/inbound_sink.hpp"
+#include "worker/session_facts.hpp"
 #include "worker/tls_io.hpp"
 
 namespace iotsocket::worker {
@@ -72,6 +77,12 @@ std::int64_t unix_seconds_now() {
       .count();
 }
 
+protocol::SessionLimits session_limits(const config::Config& config) {
+  return {.time_tolerance = std::chrono::duration_cast<protocol::Tick>(config.protocol.time_tolerance),
+          .flood_frames = config.protocol.flood_frames,
+          .flood_window = std::chrono::duration_cast<protocol::Tick>(config.protocol.flood_window)};
+}
+
 // The highest TIME accepted for a device: what the registry keeps between sessions.
 protocol::Time high_mark(const protocol::ReplayWindow& w) {
   protocol::Time mark = w.floor;
@@ -93,11 +104,7 @@ class Worker {
         registry_(std::move(registry)),
         sink_(std::move(sink)),
         epoll_(std::move(epoll)),
-        limits_{.time_tolerance = std::chrono::duration_cast<protocol::Tick>(
-                    config_.protocol.time_tolerance),
-                .flood_frames = config_.protocol.flood_frames,
-                .flood_window = std::chrono::duration_cast<protocol::Tick>(
-                    config_.protocol.flood_window)},
+        limits_(session_limits(config_)),
         events_(EventSinkOptions{.path = config_.fifo.events}) {}
 
   int run() noexcept;
@@ -108,6 +115,7 @@ class Worker {
   void on_channel() noexcept;
   void adopt(Fd socket, const PeerAddress& peer) noexcept;
   void reload_tls(const std::string& files) noexcept;
+  void reload_settings() noexcept;
   void say_to_master(channel::Cmd cmd, const PeerAddress& peer = {}) noexcept;
   void send_to_master(const channel::Message& m, std::string payload = {}) noexcept;
   void flush_outbox() noexcept;
@@ -143,6 +151,12 @@ class Worker {
   void close(Connection& c, std::string_view reason, Why why = Why::closed) noexcept;
   void close_all(std::string_view reason) noexcept;
 
+  // shutdown: connections close one by one, spread over the drain period
+  void begin_drain(std::chrono::milliseconds period) noexcept;
+  void drain_step(SteadyTime now) noexcept;
+  std::optional<SteadyTime> next_drain_close() const noexcept;
+  void close_for_shutdown(Connection& c) noexcept;
+
   // deadlines
   SteadyTime deadline_of(const Connection& c) const noexcept;
   void schedule(Connection& c) noexcept;
@@ -158,7 +172,7 @@ class Worker {
     return id ? protocol::to_string(*id) : std::string("-");
   }
 
-  const config::Config& config_;
+  config::Config config_;  // a copy: a reload changes the reloadable settings
   SSL_CTX* tls_;          // for new handshakes: the inherited context or the last reload's
   SslCtx reloaded_tls_;   // owns the last reload's (connections keep a reference to theirs)
   shm::DeviceTable& table_;
@@ -191,7 +205,14 @@ class Worker {
   std::uint64_t seen_close_epoch_ = 0;
   SteadyTime next_holder_check_{};
   SteadyTime last_trim_{};
-  bool stopping_ = false;
+  std::uint64_t frames_accepted_ = 0;  // since this worker started (the exit log line)
+  bool draining_ = false;
+  bool said_drained_ = false;
+  SteadyTime drain_started_{};
+  std::chrono::milliseconds drain_period_{};
+  std::vector<std::uint64_t> drain_order_;  // tags of the connections, in closing order
+  std::size_t drain_next_ = 0;
+  bool stopping_ = false;  // leave the loop: `finish` came, or the master is gone
 };
 
 // ---- channel --------------------------------------------------------------------------
@@ -283,8 +304,15 @@ void Worker::on_channel() noexcept {
       on_push(r);
     } else if (r.message.cmd == channel::Cmd::reload_tls) {
       reload_tls(r.payload);
+    } else if (r.message.cmd == channel::Cmd::reload_settings) {
+      reload_settings();
+    } else if (r.message.cmd == channel::Cmd::reopen_log) {
+      if (auto error = log::reopen()) spdlog::error("cannot reopen {}: {}", log::file(), *error);
     } else if (r.message.cmd == channel::Cmd::shutdown) {
-      spdlog::info("shutdown requested by the master");
+      begin_drain(config_.shutdown.drain);
+    } else if (r.message.cmd == channel::Cmd::stop_now) {
+      begin_drain(std::chrono::milliseconds(0));
+    } else if (r.message.cmd == channel::Cmd::finish) {
       stopping_ = true;
     }
   }
@@ -307,7 +335,37 @@ void Worker::reload_tls(const std::string& files) noexcept {
   spdlog::info("reload: new handshakes use {}", files.substr(0, newline));
 }
 
+// The master has checked the file; it is read again here because the settings cannot
+// cross the channel whole. Should that fail (the file changed in between), this worker
+// keeps its settings and says so.
+void Worker::reload_settings() noexcept {
+  auto loaded = config::load_file(config_.path);
+  if (!loaded) {
+    spdlog::error("reload: this worker keeps its settings: {}", loaded.error().front().to_string());
+    return;
+  }
+  const config::Config merged = config::with_reloadable(config_, *loaded);
+  if (merged.devices.sqlite != config_.devices.sqlite) {
+    auto opened = DeviceRegistry::open(merged.devices.sqlite, DeviceRegistry::Mode::read_write);
+    if (!opened) {
+      spdlog::error("reload: this worker keeps its settings: devices.sqlite: {}", opened.error());
+      return;
+    }
+    registry_ = std::move(*opened);
+  }
+  config_ = merged;
+  limits_ = session_limits(config_);  // for connections accepted from now on
+  log::set_level(log::parse_level(config_.log.level).value_or(spdlog::level::info));
+  spdlog::info("reload: settings applied");
+}
+
 void Worker::adopt(Fd socket, const PeerAddress& peer) noexcept {
+  if (draining_) {
+    // Handed over just before the master stopped accepting.
+    spdlog::info("closed device=- peer={} reason=server_shutdown", peer.to_string());
+    say_to_master(channel::Cmd::connection_closed, peer);
+    return;
+  }
   std::uint32_t slot;
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -480,8 +538,11 @@ bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcep
     }
     table_.raise_replay_mark(frame.device, frame.time);
   }
+  c.skew.add(skew_ms(frame.time, now));
+  table_.set_skew(frame.device, c.skew.value());
   c.last_frame_at = steady_clock::now();
   counters_.frames_in.fetch_add(1, std::memory_order_relaxed);
+  ++frames_accepted_;
   // Room was checked before next(); a refusal here is a broken invariant, never silent.
   if (!sink_.append(frame.device, frame.body)) {
     spdlog::critical("inbound sink refused a frame of device={} after has_room(); record lost",
@@ -515,6 +576,7 @@ bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::T
   }
   table_.raise_replay_mark(frame.device, frame.time);
   c.state = ConnState::live;
+  c.login_unix = unix_seconds_now();
   counters_.devices.fetch_add(1, std::memory_order_relaxed);
   schedule(c);
   spdlog::info("login device={} peer={}", protocol::to_string(frame.device), c.peer.to_string());
@@ -611,13 +673,18 @@ void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
   if (c.state == ConnState::live) {
     if (auto id = c.session.device()) {
       table_.release(*id, holder_of(c));  // false when it was replaced: then it is not ours
-      registry_.record_session_end(*id, std::chrono::system_clock::now(), high_mark(c.replay));
+      registry_.record_session_end(*id, std::chrono::system_clock::now(), high_mark(c.replay),
+                                   session_facts(c, reason));
       counters_.devices.fetch_sub(1, std::memory_order_relaxed);
       events_.disconnected(*id, reason);  // before its unsent pushes go back (push_queued)
     }
     return_unsent(c);
   }
   counters_.connections.fetch_sub(1, std::memory_order_relaxed);
+  if (why == Why::rejected && c.state == ConnState::awaiting_login &&
+      c.claimed_device.value != kNoDevice) {
+    table_.note_refusal(c.claimed_device, reason, unix_seconds_now());  // devices show
+  }
   if (why == Why::rejected) {
     spdlog::warn("rejected device={} peer={} reason={}", device_text(c), c.peer.to_string(), reason);
   } else {
@@ -635,6 +702,56 @@ void Worker::close_all(std::string_view reason) noexcept {
   for (auto& c : slots_) {
     if (c) close(*c, reason);
   }
+}
+
+// ---- shutdown -------------------------------------------------------------------------
+//
+// The connections are closed in a random order, evenly spread over the drain period, so
+// that devices of every worker come back to a restarted server a few at a time. Until its
+// turn a connection works as always (frames in, pushes out); at its turn, what it can
+// still write is written, and the rest of its pushes go back to the offline queue.
+
+void Worker::begin_drain(std::chrono::milliseconds period) noexcept {
+  const SteadyTime now = steady_clock::now();
+  if (!draining_) {
+    draining_ = true;
+    drain_started_ = now;
+    for (const auto& c : slots_) {
+      if (c) drain_order_.push_back(tag(c->slot, c->generation));
+    }
+    std::minstd_rand random(static_cast<std::uint32_t>(::getpid()) ^
+                            static_cast<std::uint32_t>(now.time_since_epoch().count()));
+    std::shuffle(drain_order_.begin(), drain_order_.end(), random);
+    spdlog::info("stopping: closing {} connections over {} ms", drain_order_.size(), period.count());
+  } else {
+    spdlog::info("stopping now: closing the {} connections left", live_connections_);
+  }
+  drain_period_ = period;  // 0 (stop_now): every one left is due at once
+  drain_step(now);
+}
+
+std::optional<SteadyTime> Worker::next_drain_close() const noexcept {
+  if (!draining_ || drain_next_ >= drain_order_.size()) return std::nullopt;
+  return drain_started_ + drain_period_ * static_cast<std::int64_t>(drain_next_) /
+                              static_cast<std::int64_t>(drain_order_.size());
+}
+
+void Worker::drain_step(SteadyTime now) noexcept {
+  if (!draining_) return;
+  for (auto due = next_drain_close(); due && *due <= now; due = next_drain_close()) {
+    if (Connection* c = lookup(drain_order_[drain_next_])) close_for_shutdown(*c);
+    ++drain_next_;
+  }
+  if (live_connections_ == 0 && !said_drained_) {
+    // The master answers with `finish`, behind any push still on its way here.
+    said_drained_ = true;
+    say_to_master(channel::Cmd::drained);
+  }
+}
+
+void Worker::close_for_shutdown(Connection& c) noexcept {
+  if (c.out && !write_pending(c)) return;  // closed while writing
+  close(c, "server_shutdown");
 }
 
 // ---- pushes ---------------------------------------------------------------------------
@@ -856,6 +973,11 @@ int Worker::wait_timeout(SteadyTime now) const noexcept {
     const int ms = static_cast<int>(retry->count());
     timeout = timeout < 0 ? ms : std::min(timeout, ms);
   }
+  if (auto due = next_drain_close()) {
+    const auto ms = static_cast<int>(std::max<long long>(
+        std::chrono::ceil<std::chrono::milliseconds>(*due - now).count(), 0));
+    timeout = timeout < 0 ? ms : std::min(timeout, ms);
+  }
   return timeout;
 }
 
@@ -890,6 +1012,7 @@ int Worker::run() noexcept {
     const SteadyTime now = steady_clock::now();
     expire_deadlines(now);
     check_holds(now);
+    drain_step(now);
     flush_inbound();
     events_.flush();
     if (handshakes_since_trim_ >= kTrimAfterHandshakes && now - last_trim_ >= kTrimInterval) {
@@ -915,6 +1038,8 @@ int Worker::run() noexcept {
                   sink_.pending_bytes());
     return 1;
   }
+  spdlog::info("stopped: {} frames accepted, every record placed in the FIFO or the spool",
+               frames_accepted_);
   return 0;
 }
 

@@ -145,8 +145,13 @@ void TestServer::write_config() {
       << "runtime: {shm_name: " << shm_name_ << ", pid_file: iotsocketd.pid}\n"
       << "timeouts: " << options_.timeouts << "\n"
       << "limits: " << options_.limits << "\n"
-      << "log: {level: debug}\n"
+      << "log: " << options_.log << "\n"
       << options_.extra_yaml;
+}
+
+void TestServer::rewrite_config(const ServerOptions& options) {
+  options_ = options;
+  write_config();
 }
 
 void TestServer::keep_port() {

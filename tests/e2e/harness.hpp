@@ -56,6 +56,7 @@ struct ServerOptions {
   std::string limits = "{max_connections: 10000, per_ip: 5000}";
   std::string listen = "[{address: 127.0.0.1, port: 0}]";
   std::string devices = "{sqlite: devices.db}";
+  std::string log = "{level: debug}";
   bool events = false;  // fifo.events: events.fifo (made by the test or by the server)
   std::vector<std::string> wrapper;  // runs iotsocketd through this, e.g. {"/usr/bin/prlimit", ...}
 };
@@ -74,6 +75,8 @@ class TestServer {
   // The next start() listens on this run's port again, as a restarted server does for
   // the devices that reconnect to it.
   void keep_port();
+  // Writes the config file again from changed options (a reload test edits it this way).
+  void rewrite_config(const ServerOptions& options);
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   std::uint16_t port() const { return port_; }

@@ -4,12 +4,17 @@
 // Which certificate a handshake got is told by its public-key pin, as iotsocket-client
 // --print-pin reports it and as the openssl command computes it from the file.
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iterator>
 #include <set>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include "tests/e2e/harness.hpp"
 
@@ -136,12 +141,132 @@ TEST_F(ReloadTest, AConfigWithATypoIsRefusedNamingFileLineAndKey) {
 }
 
 TEST_F(ReloadTest, ASettingThatNeedsARestartIsNamedInTheLog) {
-  std::ofstream(server_.config_path(), std::ios::app) << "protocol: {time_tolerance: 5s}\n";
+  std::ofstream(server_.config_path(), std::ios::app) << "push: {offline_db: elsewhere.db}\n";
   reload("reload: certificate");
-  EXPECT_NE(server_.log().find("reload: protocol changed in " + server_.config_path() +
+  EXPECT_NE(server_.log().find("reload: push.offline_db changed in " + server_.config_path() +
                                "; it takes effect at the next restart"),
             std::string::npos)
       << server_.log();
+}
+
+}  // namespace
+}  // namespace iotsocket::e2e
+
+namespace iotsocket::e2e {
+namespace {
+
+// The settings a reload changes besides the certificate: the registry file and the
+// connection caps take effect at once, and a device connected before goes on.
+TEST(ReloadSettings, TheRegistryAndTheLimitsChangeWhileAConnectedDeviceGoesOn) {
+  ServerOptions options;
+  options.workers = 2;
+  TestServer server(options);
+  server.add_devices(kId, 2, kKey);  // in devices.db
+  server.start();
+  InboundReader reader(server.inbound_fifo());
+  Device before(server.port(), true, "127.0.0.7");
+  ASSERT_TRUE(before.send_frame(protocol::DeviceId{kId}, kKey, "before"));
+  ASSERT_EQ(reader.read(1).size(), 1u) << server.log();
+
+  options.devices = "{sqlite: devices-2.db}";
+  options.limits = "{max_connections: 10000, per_ip: 2}";
+  server.rewrite_config(options);
+  server.add_devices(kId + 5, 1, kKey);  // only in devices-2.db
+  ASSERT_EQ(::kill(server.pid(), SIGHUP), 0);
+  ASSERT_TRUE(server.wait_for_log("reload: limits.per_ip changed; in effect now")) << server.log();
+  EXPECT_TRUE(server.wait_for_log("reload: devices.sqlite changed; in effect now")) << server.log();
+  const auto deadline = Clock::now() + 10s;
+  while (server.count_in_log("reload: settings applied") < 2 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(server.count_in_log("reload: settings applied"), 2u) << server.log();
+
+  // The new registry: its device logs in, a device only in the old one is unknown now.
+  Device added(server.port(), true, "127.0.0.8");
+  ASSERT_TRUE(added.send_frame(protocol::DeviceId{kId + 5}, kKey, "from the new registry"));
+  auto records = reader.read(1);
+  ASSERT_EQ(records.size(), 1u) << server.log();
+  EXPECT_EQ(records[0].device.value, kId + 5);
+  Device gone(server.port(), true, "127.0.0.9");
+  gone.send_frame(protocol::DeviceId{kId + 1}, kKey, "from the old registry");
+  EXPECT_TRUE(gone.wait_closed(5s));
+  EXPECT_TRUE(server.wait_for_log("reason=unknown_device")) << server.log();
+
+  // per_ip is 2 now: a third connection from 127.0.0.7 is refused at accept.
+  Device second(server.port(), true, "127.0.0.7");
+  EXPECT_TRUE(second.connected());
+  Device third(server.port(), true, "127.0.0.7");
+  EXPECT_FALSE(third.connected());
+  EXPECT_TRUE(server.wait_for_log("1 over the per-address cap", 3s)) << server.log();
+
+  // The device connected before the reload was never disturbed.
+  ASSERT_TRUE(before.send_frame(protocol::DeviceId{kId}, kKey, "after"));
+  records = reader.read(1);
+  ASSERT_EQ(records.size(), 1u) << server.log();
+  EXPECT_EQ(records[0].payload, "after");
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// logrotate's way: move the file, then SIGUSR1; the server writes to a new file of the
+// old name, the moved one has what came before, and no line is lost or split.
+TEST(LogFile, SigusrOneReopensTheLogFileAfterItWasMoved) {
+  ServerOptions options;
+  options.log = "{level: debug, file: server.log}";
+  TestServer server(options);
+  server.add_devices(kId, 1, kKey);
+  // The harness reads the server's stderr, which now has nothing: start it by hand.
+  const std::string log_file = server.dir() + "/server.log";
+  pid_t pid = 0;
+  {
+    std::vector<std::string> argv{binary("iotsocketd"), "--config", server.config_path()};
+    pid = ::fork();
+    if (pid == 0) {
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  ASSERT_GT(pid, 0);
+  auto wait_in = [](const std::string& file, std::string_view needle, std::size_t count = 1) {
+    const auto deadline = Clock::now() + 10s;
+    auto found = [&] {
+      const std::string text = read_file(file);
+      std::size_t n = 0;
+      for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+      return n >= count;
+    };
+    while (!found() && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    return found();
+  };
+  ASSERT_TRUE(wait_in(log_file, " ready", 2)) << read_file(log_file);
+
+  const std::string moved = server.dir() + "/server.log.1";
+  ASSERT_EQ(::rename(log_file.c_str(), moved.c_str()), 0);
+  ASSERT_EQ(::kill(pid, SIGUSR1), 0);
+  ASSERT_TRUE(wait_in(log_file, "SIGUSR1: reopened " + log_file)) << read_file(moved);
+  EXPECT_NE(read_file(moved).find("listening on"), std::string::npos);
+
+  // A worker's lines go to the new file too (the stop makes both workers log).
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const std::string after = read_file(log_file);
+  EXPECT_NE(after.find("info worker 0: stopped:"), std::string::npos) << after;
+  EXPECT_NE(after.find("info worker 1: stopped:"), std::string::npos) << after;
+  EXPECT_NE(after.find("info master: stopped"), std::string::npos) << after;
+  EXPECT_EQ(read_file(moved).find("stopped"), std::string::npos);
+  // Every line is whole: it starts with the date.
+  std::istringstream lines(read_file(moved) + after);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_TRUE(line.size() > 24 && line.starts_with("20") && line[10] == 'T') << line;
+  }
 }
 
 }  // namespace

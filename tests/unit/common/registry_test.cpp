@@ -305,6 +305,11 @@ TEST_F(RegistryTest, NewDeviceHasCreationTimeAndNoLastSeen) {
   EXPECT_LE((*info)->created_at, after);
   EXPECT_EQ((*info)->last_seen, std::nullopt);
   EXPECT_EQ((*info)->replay_mark, std::nullopt);
+  EXPECT_EQ((*info)->sessions, 0u);
+  EXPECT_EQ((*info)->last_login, std::nullopt);
+  EXPECT_EQ((*info)->last_peer, "");
+  EXPECT_EQ((*info)->last_close_reason, "");
+  EXPECT_EQ((*info)->last_skew, std::nullopt);
 }
 
 TEST_F(RegistryTest, ReadOnlyCannotWrite) {
@@ -408,6 +413,77 @@ TEST_F(RegistryTest, UpgradesAVersionOneRegistry) {
   const auto listed = upgraded.list();
   ASSERT_TRUE(listed);
   EXPECT_EQ(listed->size(), 1u);
+}
+
+// The registry file of the release before `devices show` (schema version 2), with a device
+// that has a session behind it: the upgrade adds the columns and keeps what was there.
+TEST_F(RegistryTest, UpgradesAVersionTwoRegistryInPlace) {
+  make_plain_database(R"sql(
+    CREATE TABLE devices (id INTEGER PRIMARY KEY CHECK (id BETWEEN 0 AND 9999999999),
+      salt BLOB NOT NULL, key_hash BLOB NOT NULL, kdf TEXT NOT NULL,
+      enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)), created_at INTEGER NOT NULL,
+      last_seen INTEGER, replay_mark INTEGER NOT NULL DEFAULT 0, online_owner INTEGER);
+    INSERT INTO devices (id, salt, key_hash, kdf, created_at, last_seen, replay_mark)
+      VALUES (7, x'00', x'00', 'pbkdf2-sha256:1', 5, 1700000000, 123);
+    PRAGMA user_version = 2;)sql");
+  const auto reader = DeviceRegistry::open(path_, Mode::read_only);
+  ASSERT_FALSE(reader);
+  EXPECT_NE(reader.error().find("schema version 2 is older"), std::string::npos) << reader.error();
+
+  auto registry = open();  // read-write: upgrades
+  EXPECT_EQ(column(DeviceId{7}, "sessions"), "0");
+  auto before = registry.find(DeviceId{7});
+  ASSERT_TRUE(before && *before);
+  EXPECT_EQ((*before)->last_seen, std::chrono::sys_seconds{1'700'000'000s});
+  EXPECT_EQ((*before)->replay_mark, protocol::Time{protocol::Tick{123}});
+  EXPECT_EQ((*before)->sessions, 0u);
+  EXPECT_EQ((*before)->last_close_reason, "");
+  EXPECT_EQ((*before)->last_skew, std::nullopt);
+
+  registry.record_session_end(DeviceId{7}, std::chrono::sys_seconds{1'700'000'100s},
+                              protocol::Time{protocol::Tick{456}},
+                              SessionFacts{.close_reason = "idle_timeout"});
+  auto upgraded = open(Mode::read_only);  // the file is at the current version now
+  const auto after = upgraded.find(DeviceId{7});
+  ASSERT_TRUE(after && *after);
+  EXPECT_EQ((*after)->sessions, 1u);
+  EXPECT_EQ((*after)->last_close_reason, "idle_timeout");
+  EXPECT_EQ((*after)->replay_mark, protocol::Time{protocol::Tick{456}});
+}
+
+TEST_F(RegistryTest, SessionEndKeepsTheLastSessionAndCountsThem) {
+  auto registry = open();
+  add_ok(registry, kDevice, std::string(kKey));
+  const auto login = std::chrono::sys_seconds{1'700'000'000s};
+  const protocol::Time mark{protocol::Tick{17'000'000'000'000}};
+  registry.record_session_end(kDevice, login + 60s, mark,
+                              SessionFacts{.close_reason = "peer_closed",
+                                           .peer = "127.0.0.1:4000",
+                                           .login = login,
+                                           .skew = ClockSkew{.last_ms = -1500, .largest_ms = -2100}});
+  registry.record_session_end(kDevice, login + 600s, mark,
+                              SessionFacts{.close_reason = "idle_timeout",
+                                           .peer = "[::1]:5000",
+                                           .login = login + 500s,
+                                           .skew = ClockSkew{.last_ms = 20, .largest_ms = 1999}});
+  const auto info = registry.find(kDevice);
+  ASSERT_TRUE(info && *info);
+  EXPECT_EQ((*info)->sessions, 2u);
+  EXPECT_EQ((*info)->last_seen, login + 600s);
+  EXPECT_EQ((*info)->last_login, login + 500s);
+  EXPECT_EQ((*info)->last_peer, "[::1]:5000");
+  EXPECT_EQ((*info)->last_close_reason, "idle_timeout");
+  EXPECT_EQ((*info)->last_skew, (ClockSkew{.last_ms = 20, .largest_ms = 1999}));
+
+  // A session end that knows nothing more (an older caller) still counts, and does not
+  // leave the previous session's facts standing as if they were its own.
+  registry.record_session_end(kDevice, login + 700s, mark);
+  const auto bare = registry.find(kDevice);
+  ASSERT_TRUE(bare && *bare);
+  EXPECT_EQ((*bare)->sessions, 3u);
+  EXPECT_EQ((*bare)->last_close_reason, "");
+  EXPECT_EQ((*bare)->last_login, std::nullopt);
+  EXPECT_EQ((*bare)->last_skew, std::nullopt);
 }
 
 TEST_F(RegistryTest, OneHolderPerDevice) {

@@ -43,6 +43,10 @@ TEST_P(BrokenConfig, IsRefusedWithPlaceKeyAndReason) {
 }
 
 const Broken kBroken[] = {
+    {"ShutdownDrainTooLong", "shutdown: {drain: 1h}\n", 1, 19, "shutdown.drain",
+     "expected at most 10m (systemd's stop timeout must cover it), got '1h'"},
+    {"ShutdownDrainBareNumber", "shutdown:\n  drain: 30\n", 2, 10, "shutdown.drain", "30"},
+    {"LogFileNotAString", "log: {file: [a, b]}\n", 1, 13, "log.file", "a path"},
     {"PushWriteQueueBelowOneFrame", "push: {write_queue: 16KiB}\n", 1, 21, "push.write_queue",
      "expected at least 64KiB (one push frame of the largest size), got '16KiB'"},
     {"PushOfflineMaxTooLarge", "push:\n  offline_max: 2000000\n", 2, 16, "push.offline_max",
@@ -53,7 +57,7 @@ const Broken kBroken[] = {
      "allowed here: offline_db, offline_max, offline_max_age or write_queue"},
     {"UnknownTopLevelKey", "listne: []\n", 1, 1, "listne",
      "unknown key 'listne'; allowed here: listen, tls, workers, devices, fifo, spool, runtime, "
-     "timeouts, protocol, limits, push or log"},
+     "timeouts, protocol, limits, push, shutdown or log"},
     {"UnknownNestedKey", "tls:\n  enabled: true\n  certificate: a.pem\n", 3, 3, "tls.certificate",
      "unknown key 'certificate'; allowed here: enabled, cert or key"},
     {"UnknownKeyInListItem", "listen:\n  - {address: 0.0.0.0, port: 1, backlog: 5}\n", 2, 33,

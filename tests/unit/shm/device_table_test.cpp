@@ -2,6 +2,7 @@
 // device, workers SIGKILLed in the middle of their claims, stale and live segments.
 // Children report through their exit code only (gtest assertions do not cross fork()).
 #include "shm/device_table.hpp"
+#include "shm/refusal.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -665,6 +666,89 @@ TEST_F(DeviceTableTest, ConnectedShowsHeldDevicesWithPeerAndSince) {
 // N forked claimers race for one device per round: on even rounds a fresh device with
 // claim() (the key insert races too), on odd rounds a device the parent holds with
 // take_over() from the parent. Exactly one wins; every loser is told the winner.
+// --- devices show ---
+
+TEST_F(DeviceTableTest, SkewIsTheHoldersAndANewClaimClearsIt) {
+  ASSERT_NO_FATAL_FAILURE(open(16, 2));
+  auto& t = table();
+  const Holder a{.worker = 1, .slot = 3, .conn_generation = 1};
+  t.set_skew(kDevice, ClockSkew{.last_ms = 5, .largest_ms = 5});  // not in the table: nothing
+  ASSERT_EQ(t.claim(kDevice, a, kPeer, 1700000000).status, ClaimStatus::claimed);
+  auto found = t.find(kDevice);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->skew, std::nullopt);  // no frame yet
+
+  // The extremes of the range, to see both halves of the word kept apart with their signs.
+  for (const ClockSkew skew : {ClockSkew{.last_ms = -1500, .largest_ms = 2100},
+                               ClockSkew{.last_ms = 0, .largest_ms = 0},
+                               ClockSkew{.last_ms = INT32_MAX, .largest_ms = -INT32_MAX}}) {
+    t.set_skew(kDevice, skew);
+    found = t.find(kDevice);
+    ASSERT_TRUE(found);
+    EXPECT_EQ(found->skew, skew);
+  }
+  const auto listed = t.connected();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].skew, (ClockSkew{.last_ms = INT32_MAX, .largest_ms = -INT32_MAX}));
+
+  ASSERT_TRUE(t.release(kDevice, a));
+  ASSERT_EQ(t.claim(kDevice, a, kPeer, 1700000100).status, ClaimStatus::claimed);
+  found = t.find(kDevice);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->skew, std::nullopt);  // the last session's skew is not this one's
+}
+
+TEST_F(DeviceTableTest, RefusalsAreCountedWithTheLastReasonAndTime) {
+  ASSERT_NO_FATAL_FAILURE(open(16, 2));
+  auto& t = table();
+  EXPECT_EQ(t.refusals(kDevice).count, 0u);
+  EXPECT_EQ(t.refusals(kDevice).last_reason, "");
+
+  t.note_refusal(kDevice, "wrong_key", 1700000000);
+  t.note_refusal(kDevice, "time_skew", 1700000005);
+  Refusals r = t.refusals(kDevice);
+  EXPECT_EQ(r.count, 2u);
+  EXPECT_EQ(r.last_reason, "time_skew");
+  EXPECT_EQ(r.last_unix, 1700000005);
+  EXPECT_FALSE(t.holder(kDevice));  // a refusal claims nothing
+
+  // Reasons that are not recorded change nothing.
+  t.note_refusal(kDevice, "unknown_device", 1700000010);
+  t.note_refusal(kDevice, "registry_error", 1700000010);
+  EXPECT_EQ(t.refusals(kDevice).count, 2u);
+  EXPECT_EQ(t.refusals(kDevice).last_reason, "time_skew");
+}
+
+TEST_F(DeviceTableTest, RefusalsOfAFloodStayInOneWordAndOneCount) {
+  ASSERT_NO_FATAL_FAILURE(open(4, 2));
+  auto& t = table();
+  for (std::int64_t i = 0; i < 100000; ++i) t.note_refusal(kDevice, "wrong_key", 1700000000 + i);
+  const Refusals r = t.refusals(kDevice);
+  EXPECT_EQ(r.count, 100000u);
+  EXPECT_EQ(r.last_reason, "wrong_key");
+  EXPECT_EQ(r.last_unix, 1700000000 + 99999);
+  // IDs that are not in the registry (unknown_device) take no entry at all.
+  for (std::uint64_t id = 100; id < 1100; ++id) t.note_refusal(DeviceId{id}, "unknown_device", 1);
+  // One entry for the device, however many attempts: the room of the others is untouched.
+  for (std::uint64_t id = 1; id < 4; ++id) {
+    EXPECT_EQ(t.claim(DeviceId{id}, Holder{}, kPeer, 1).status, ClaimStatus::claimed);
+  }
+  EXPECT_EQ(t.claim(DeviceId{5}, Holder{}, kPeer, 1).status, ClaimStatus::table_full);
+}
+
+TEST(RefusalCode, EveryRecordedReasonRoundTrips) {
+  for (const std::string_view reason : {"wrong_key", "disabled_device", "duplicate_login",
+                                        "time_skew", "replayed_time", "flood", "key_mismatch"}) {
+    const std::uint8_t code = refusal_code(reason);
+    EXPECT_NE(code, 0) << reason;
+    EXPECT_EQ(refusal_name(code), reason);
+  }
+  EXPECT_EQ(refusal_code("unknown_device"), 0);
+  EXPECT_EQ(refusal_code("device_table_full"), 0);
+  EXPECT_EQ(refusal_name(0), "");
+  EXPECT_EQ(refusal_name(255), "");
+}
+
 TEST_F(DeviceTableTest, OfRacingClaimersExactlyOneWins) {
   constexpr int kClaimers = 8;
   constexpr int kRounds = 200;
