@@ -42,6 +42,7 @@ struct Devices {
 struct Fifo {
   std::string push = "/run/iotsocket/push.fifo";
   std::string inbound = "/run/iotsocket/inbound.fifo";
+  std::string events;  // lifecycle events for the backend; empty: off
 
   friend bool operator==(const Fifo&, const Fifo&) = default;
 };

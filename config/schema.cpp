@@ -116,7 +116,8 @@ void read_devices(Reader& r, Node node, At at, Devices& devices) {
 
 void read_fifo(Reader& r, Node node, At at, Fifo& fifo) {
   const Field fields[] = {{"push", [&](Node v, At w) { r.path(v, w, fifo.push); }},
-                          {"inbound", [&](Node v, At w) { r.path(v, w, fifo.inbound); }}};
+                          {"inbound", [&](Node v, At w) { r.path(v, w, fifo.inbound); }},
+                          {"events", [&](Node v, At w) { r.path(v, w, fifo.events, true); }}};
   r.mapping(node, at, fields);
 }
 
@@ -300,6 +301,9 @@ void check_config(Reader& r, const Config& c) {
   }
   if (c.fifo.push == c.fifo.inbound) {
     r.error(r.locate("fifo.inbound"), "the same file as fifo.push; the two FIFOs must differ");
+  }
+  if (!c.fifo.events.empty() && (c.fifo.events == c.fifo.push || c.fifo.events == c.fifo.inbound)) {
+    r.error(r.locate("fifo.events"), "the same file as fifo.push or fifo.inbound; the FIFOs must differ");
   }
 }
 

@@ -70,6 +70,7 @@ bool prepare_runtime(const config::Config& config) {
   if (!ensure_fifo(config.fifo.inbound, "fifo.inbound") || !ensure_fifo(config.fifo.push, "fifo.push")) {
     return false;
   }
+  if (!config.fifo.events.empty() && !ensure_fifo(config.fifo.events, "fifo.events")) return false;
   std::ofstream pid(config.runtime.pid_file, std::ios::trunc);
   if (!pid || !(pid << ::getpid() << '\n')) {
     spdlog::critical("runtime.pid_file: cannot write {}: {}", config.runtime.pid_file,

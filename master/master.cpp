@@ -27,6 +27,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/channel.hpp"
+#include "common/event_sink.hpp"
 #include "common/log.hpp"
 #include "common/tls.hpp"
 #include "common/net.hpp"
@@ -112,7 +113,8 @@ class Master {
  public:
   explicit Master(MasterSetup setup)
       : config_(*setup.config), tls_(setup.tls), listeners_(std::move(setup.listeners)),
-        workers_(config::effective_workers(config_)) {}
+        workers_(config::effective_workers(config_)),
+        events_(EventSinkOptions{.path = config_.fifo.events}) {}
 
   int run();
 
@@ -158,6 +160,7 @@ class Master {
   bool announced_ready_ = false;
   std::vector<Listener> listeners_;
   std::vector<WorkerSlot> workers_;
+  EventSink events_;  // push_queued, push_expired (the workers write the other events)
   Fd epoll_;
   Fd signals_;
   std::optional<DeviceRegistry> registry_;
@@ -279,7 +282,7 @@ bool Master::open_push_path() {
     return false;
   }
   push_fifo_.emplace(std::move(*fifo));
-  router_.emplace(config_, *table_, *offline_, *registry_,
+  router_.emplace(config_, *table_, *offline_, *registry_, events_,
                   [this](std::uint32_t worker, const channel::Message& m, std::string payload) {
                     return send_to(worker, m, std::move(payload));
                   });
@@ -360,6 +363,7 @@ bool Master::send_to(std::uint32_t index, const channel::Message& m, std::string
 
 // Sends now, or queues behind what waits in the worker's outbox (a full channel).
 void Master::send_in_order(WorkerSlot& w, const channel::Message& m, std::string payload) {
+  events_.flush();  // our events (push_queued) before the worker's answer (push_delivered)
   channel::Message message = m;
   message.generation = w.generation;
   if (w.outbox.empty()) {
@@ -439,6 +443,7 @@ bool Master::spawn(std::size_t index) {
     metrics_.reset();
     offline_.reset();
     registry_.reset();
+    events_ = EventSink{};  // the worker opens its own
     log::init("worker " + std::to_string(index),
               log::parse_level(config_.log.level).value_or(spdlog::level::info), log::file());
     int code = worker::run(worker::WorkerSetup{.config = &config_,
@@ -846,6 +851,7 @@ void Master::stop_now() {
 void Master::tick(steady_clock::time_point now) {
   notify_.watchdog(now);
   if (metrics_) metrics_->expire(now);
+  events_.flush();
   hand_off_parked();
   if (!reading_pushes_ && outbox_bytes() <= kMaxOutboxBytes / 2) set_reading_pushes(true);
   if (now >= next_expiry_) {
@@ -878,6 +884,7 @@ void Master::tick(steady_clock::time_point now) {
 int Master::timeout_ms(steady_clock::time_point now) const {
   auto until = std::min(next_tick_, notify_.next_watchdog());
   if (!parked_.empty()) until = std::min(until, now + kParkedRetry);
+  if (const auto retry = events_.retry_in()) until = std::min(until, now + *retry);
   if (!accepting_ && !stopping_) until = std::min(until, accept_resume_at_);
   if (stopping_) until = std::min(until, stop_deadline_);
   for (const auto& w : workers_) {
@@ -927,6 +934,7 @@ int Master::run() {
       }
     }
   }
+  events_.flush_before_exit(1s);
   table_->unlink();
   spdlog::info("stopped");
   return 0;

@@ -21,8 +21,10 @@ system_clock::time_point from_ns(std::int64_t ns) {
 }  // namespace
 
 PushRouter::PushRouter(const config::Config& config, shm::DeviceTable& table,
-                       OfflineQueue& offline, DeviceRegistry& registry, SendToWorker send)
-    : config_(config), table_(table), offline_(offline), registry_(registry), send_(std::move(send)) {}
+                       OfflineQueue& offline, DeviceRegistry& registry, EventSink& events,
+                       SendToWorker send)
+    : config_(config), table_(table), offline_(offline), registry_(registry), events_(events),
+      send_(std::move(send)) {}
 
 std::int64_t PushRouter::next_stamp() {
   last_stamp_ = std::max(to_ns(system_clock::now()), last_stamp_ + 1);
@@ -74,15 +76,18 @@ void PushRouter::enqueue(protocol::DeviceId device, std::string_view payload,
     ++counts_.refused;
     spdlog::warn("push refused: device={} is not connected and push.offline_max is 0",
                  protocol::to_string(device));
+    events_.push_expired(device);
     return;
   }
   auto evicted = offline_.push(device, payload, from_ns(queued_at_ns));
   if (!evicted) {
     spdlog::error("push for device={} lost: the offline queue failed: {}",
                   protocol::to_string(device), evicted.error());
+    events_.push_expired(device);
     return;
   }
   ++counts_.queued;
+  events_.push_queued(device);
   spdlog::debug("push queued device={} ({} waiting)", protocol::to_string(device),
                 offline_.count(device));
   counts_.evicted += evicted->size();
@@ -107,6 +112,7 @@ void PushRouter::flush_queue(protocol::DeviceId device, const shm::Holder& holde
       if (!evicted) {
         spdlog::error("{} pushes for device={} lost: the offline queue failed: {}", rest.size(),
                       protocol::to_string(device), evicted.error());
+        lost(device, rest.size());
         return;
       }
       log_dropped(*evicted, "evicted (push.offline_max reached)");
@@ -153,10 +159,13 @@ void PushRouter::put_back(protocol::DeviceId device, std::vector<QueuedPush> pus
   if (!taken) {
     spdlog::error("{} pushes for device={} lost: the offline queue failed: {}", pushes.size(),
                   protocol::to_string(device), taken.error());
+    lost(device, pushes.size());
     return;
   }
   counts_.expired += taken->expired.size();
   log_dropped(taken->expired, "expired (push.offline_max_age)");
+  // Queued again, from the backend's view: said before any of them can be evicted below.
+  for (std::size_t i = 0; i < pushes.size(); ++i) events_.push_queued(device);
   std::vector<QueuedPush> merged;
   merged.reserve(pushes.size() + taken->pushes.size());
   std::merge(std::make_move_iterator(taken->pushes.begin()),
@@ -168,6 +177,7 @@ void PushRouter::put_back(protocol::DeviceId device, std::vector<QueuedPush> pus
     if (!evicted) {
       spdlog::error("push for device={} lost: the offline queue failed: {}",
                     protocol::to_string(device), evicted.error());
+      events_.push_expired(device);
       continue;
     }
     counts_.evicted += evicted->size();
@@ -191,7 +201,13 @@ void PushRouter::log_dropped(const std::vector<QueuedPush>& pushes, std::string_
     const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - p.queued_at);
     spdlog::warn("push for device={} {}: queued {} s ago, {} bytes", protocol::to_string(p.device),
                  why, age.count(), p.payload.size());
+    events_.push_expired(p.device);
   }
+}
+
+// Pushes the offline queue failed to keep (logged by the caller): they will not be delivered.
+void PushRouter::lost(protocol::DeviceId device, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) events_.push_expired(device);
 }
 
 }  // namespace iotsocket::master

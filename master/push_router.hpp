@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/channel.hpp"
+#include "common/event_sink.hpp"
 #include "common/registry.hpp"
 #include "config/config.hpp"
 #include "master/offline_queue.hpp"
@@ -35,8 +36,10 @@ class PushRouter {
   using SendToWorker =
       std::function<bool(std::uint32_t worker, const channel::Message& m, std::string payload)>;
 
+  // `events` gets push_queued for every push stored in the offline queue (also one that
+  // came back from a closed connection) and push_expired for every push dropped for good.
   PushRouter(const config::Config& config, shm::DeviceTable& table, OfflineQueue& offline,
-             DeviceRegistry& registry, SendToWorker send);
+             DeviceRegistry& registry, EventSink& events, SendToWorker send);
 
   // A record from the push FIFO.
   void route(protocol::DeviceId device, std::string payload);
@@ -67,11 +70,13 @@ class PushRouter {
   void flush_queue(protocol::DeviceId device, const shm::Holder& holder);
   std::int64_t next_stamp();
   void log_dropped(const std::vector<QueuedPush>& pushes, std::string_view why);
+  void lost(protocol::DeviceId device, std::size_t count);
 
   const config::Config& config_;
   shm::DeviceTable& table_;
   OfflineQueue& offline_;
   DeviceRegistry& registry_;
+  EventSink& events_;
   SendToWorker send_;
   Counts counts_;
   std::int64_t last_stamp_ = 0;

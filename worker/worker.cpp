@@ -25,6 +25,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/channel.hpp"
+#include "common/event_sink.hpp"
 #include "common/log.hpp"
 #include "common/tls.hpp"
 #include "common/registry.hpp"
@@ -103,7 +104,8 @@ class Worker {
         registry_(std::move(registry)),
         sink_(std::move(sink)),
         epoll_(std::move(epoll)),
-        limits_(session_limits(config_)) {}
+        limits_(session_limits(config_)),
+        events_(EventSinkOptions{.path = config_.fifo.events}) {}
 
   int run() noexcept;
 
@@ -183,6 +185,7 @@ class Worker {
   InboundSink sink_;
   Fd epoll_;
   protocol::SessionLimits limits_;
+  EventSink events_;  // connected, disconnected, push_delivered
 
   std::vector<std::unique_ptr<Connection>> slots_;
   std::vector<std::uint32_t> free_slots_;
@@ -227,6 +230,7 @@ void Worker::say_to_master(channel::Cmd cmd, const PeerAddress& peer) noexcept {
 
 // Messages keep their order: while any wait in the outbox, new ones queue behind them.
 void Worker::send_to_master(const channel::Message& m, std::string payload) noexcept {
+  events_.flush();  // our events before anything the master writes in answer
   if (outbox_.empty()) {
     const channel::Io io = channel::carries_payload(m.cmd)
                                ? channel::send(channel_.get(), m, payload)
@@ -580,6 +584,7 @@ bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::T
   shm::WorkerCounters::add(counters_.logins);
   schedule(c);
   spdlog::info("login device={} peer={}", protocol::to_string(frame.device), c.peer.to_string());
+  events_.connected(frame.device, c.peer);
   // The master sends what waits in the device's offline queue.
   send_to_master(channel::Message{.cmd = channel::Cmd::device_online,
                                   .generation = generation_,
@@ -675,6 +680,7 @@ void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
       registry_.record_session_end(*id, std::chrono::system_clock::now(), high_mark(c.replay),
                                    session_facts(c, reason));
       counters_.devices.fetch_sub(1, std::memory_order_relaxed);
+      events_.disconnected(*id, reason);  // before its unsent pushes go back (push_queued)
     }
     return_unsent(c);
   }
@@ -841,6 +847,7 @@ bool Worker::write_pending(Connection& c) noexcept {
     while (done < q.entries.size() && q.entries[done].end <= q.written) ++done;
     if (done > 0) {
       counters_.pushes_out.fetch_add(done, std::memory_order_relaxed);
+      for (std::size_t i = 0; i < done; ++i) events_.push_delivered(*c.session.device());
       q.entries.erase(q.entries.begin(), q.entries.begin() + static_cast<std::ptrdiff_t>(done));
     }
   }
@@ -971,6 +978,10 @@ int Worker::wait_timeout(SteadyTime now) const noexcept {
     int ms = static_cast<int>(std::max<long long>(retry->count(), 1));
     timeout = timeout < 0 ? ms : std::min(timeout, ms);
   }
+  if (auto retry = events_.retry_in()) {
+    const int ms = static_cast<int>(retry->count());
+    timeout = timeout < 0 ? ms : std::min(timeout, ms);
+  }
   if (auto due = next_drain_close()) {
     const auto ms = static_cast<int>(std::max<long long>(
         std::chrono::ceil<std::chrono::milliseconds>(*due - now).count(), 0));
@@ -1012,6 +1023,7 @@ int Worker::run() noexcept {
     check_holds(now);
     drain_step(now);
     flush_inbound();
+    events_.flush();
     if (handshakes_since_trim_ >= kTrimAfterHandshakes && now - last_trim_ >= kTrimInterval) {
       ::malloc_trim(0);
       handshakes_since_trim_ = 0;
@@ -1024,6 +1036,7 @@ int Worker::run() noexcept {
     flush_outbox();
     if (!outbox_.empty()) ::usleep(1000);
   }
+  events_.flush_before_exit(std::chrono::seconds(1));
   // Whatever is still in memory goes to the FIFO or the spool before the process ends.
   for (int tries = 0; tries < 5000 && sink_.pending_bytes() > 0; ++tries) {
     sink_.flush();

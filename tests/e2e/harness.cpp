@@ -139,7 +139,8 @@ void TestServer::write_config() {
       << ", cert: cert.pem, key: key.pem}\n"
       << "workers: " << options_.workers << "\n"
       << "devices: " << options_.devices << "\n"
-      << "fifo: {push: push.fifo, inbound: inbound.fifo}\n"
+      << "fifo: {push: push.fifo, inbound: inbound.fifo"
+      << (options_.events ? ", events: events.fifo}\n" : "}\n")
       << "spool: {dir: spool}\n"
       << "runtime: {shm_name: " << shm_name_ << ", pid_file: iotsocketd.pid}\n"
       << "timeouts: " << options_.timeouts << "\n"

@@ -57,6 +57,7 @@ struct ServerOptions {
   std::string listen = "[{address: 127.0.0.1, port: 0}]";
   std::string devices = "{sqlite: devices.db}";
   std::string log = "{level: debug}";
+  bool events = false;  // fifo.events: events.fifo (made by the test or by the server)
   std::vector<std::string> wrapper;  // runs iotsocketd through this, e.g. {"/usr/bin/prlimit", ...}
 };
 
@@ -92,6 +93,7 @@ class TestServer {
   const std::string& dir() const { return dir_; }
   std::string inbound_fifo() const { return dir_ + "/inbound.fifo"; }
   std::string push_fifo() const { return dir_ + "/push.fifo"; }
+  std::string events_fifo() const { return dir_ + "/events.fifo"; }
   // Writes `text` (whole `ID payload` lines) into the push FIFO, as a backend does.
   void push_lines(std::string_view text) const;
   // The pid of worker `index` as the log reports it ("worker N started, pid P"), latest.

@@ -124,6 +124,10 @@ const Broken kBroken[] = {
      "expected a path, got a mapping"},
     {"FifosTheSame", "fifo: {push: /run/f, inbound: /run/f}\n", 1, 31, "fifo.inbound",
      "the same file as fifo.push"},
+    {"FifoEventsSameAsInbound", "fifo: {inbound: /run/f, events: /run/f}\n", 1, 33, "fifo.events",
+     "the same file as fifo.push or fifo.inbound"},
+    {"FifoEventsAList", "fifo:\n  events: [a.fifo]\n", 2, 11, "fifo.events",
+     "expected a path, got a list"},
     {"SizeUnknownUnit", "spool: {max_size: 10XB}\n", 1, 19, "spool.max_size",
      "unknown unit in size '10XB'; expected an integer number of bytes, optionally with a unit: "
      "B, KiB, MiB, GiB, TiB"},
