@@ -157,20 +157,25 @@ void read_timeouts(Reader& r, Node node, At at, Timeouts& timeouts) {
   r.mapping(node, at, fields);
 }
 
-void read_time_tolerance(Reader& r, Node node, At at, Duration& out) {
-  Duration tolerance = out;
-  r.duration(node, at, tolerance);
-  if (tolerance > kMaxTimeTolerance) {
-    return r.error(at, "expected at most 60s: a wider window weakens the replay check, got '" +
-                           node.Scalar() + "'");
+// A duration no longer than `max`; `expected` names the bound and why it is there.
+void read_duration_at_most(Reader& r, Node node, At at, Duration max, std::string_view expected,
+                           Duration& out) {
+  Duration value = out;
+  r.duration(node, at, value);
+  if (value > max) {
+    return r.error(at, "expected " + std::string(expected) + ", got '" + node.Scalar() + "'");
   }
-  out = tolerance;
+  out = value;
 }
 
 void read_protocol(Reader& r, Node node, At at, Protocol& protocol) {
   const Field fields[] = {
       {"time_tolerance",
-       [&](Node v, At w) { read_time_tolerance(r, v, w, protocol.time_tolerance); }},
+       [&](Node v, At w) {
+         read_duration_at_most(r, v, w, kMaxTimeTolerance,
+                               "at most 60s: a wider window weakens the replay check",
+                               protocol.time_tolerance);
+       }},
       {"flood_frames",
        [&](Node v, At w) { r.integer<std::uint32_t>(v, w, 1, kMaxU32, protocol.flood_frames); }},
       {"flood_window", [&](Node v, At w) { r.duration(v, w, protocol.flood_window); }}};
@@ -218,18 +223,12 @@ void read_log(Reader& r, Node node, At at, Log& log) {
   r.mapping(node, at, fields);
 }
 
-void read_drain(Reader& r, Node node, At at, Duration& out) {
-  Duration drain = out;
-  r.duration(node, at, drain);
-  if (drain > kMaxDrain) {
-    return r.error(at, "expected at most 10m (systemd's stop timeout must cover it), got '" +
-                           node.Scalar() + "'");
-  }
-  out = drain;
-}
-
 void read_shutdown(Reader& r, Node node, At at, Shutdown& shutdown) {
-  const Field fields[] = {{"drain", [&](Node v, At w) { read_drain(r, v, w, shutdown.drain); }}};
+  const Field fields[] = {{"drain", [&](Node v, At w) {
+                             read_duration_at_most(
+                                 r, v, w, kMaxDrain,
+                                 "at most 10m (systemd's stop timeout must cover it)", shutdown.drain);
+                           }}};
   r.mapping(node, at, fields);
 }
 
