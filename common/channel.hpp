@@ -12,6 +12,9 @@
 //                      reload_settings        read the config file again; apply what a reload
 //                                             may change (config/README.md)
 //                      reopen_log             open log.file again (SIGUSR1)
+//                      fence                  echo it (after closing `device`'s connection
+//                                             (slot, conn_generation) if it was replaced):
+//                                             every push sent before it is handed back
 //                      push (+payload)        write `payload` as a push frame to `device`
 //                                             on connection (slot, conn_generation)
 //   worker -> master   ready                  the loop runs; send connections from now on
@@ -22,6 +25,7 @@
 //                                             was gone or closed first): route it again
 //                      drained                every connection is closed: send no more
 //                                             pushes, send finish
+//                      fence                  the echo: the pushes sent before it are back
 //
 // Pushes carry their payload after the fixed part, in the same record (SEQPACKET keeps
 // records whole), so a message is at most sizeof(Message) + kMaxPayload bytes.
@@ -55,6 +59,7 @@ enum class Cmd : std::uint8_t {
   stop_now,
   drained,
   finish,
+  fence,
 };
 
 // The largest payload a message carries: one push body (PROTOCOL.md rule 10).

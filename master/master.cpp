@@ -618,6 +618,9 @@ void Master::on_worker(std::size_t index) {
       case channel::Cmd::push_returned:
         router_->returned(static_cast<std::uint32_t>(index), r.message, std::move(r.payload));
         break;
+      case channel::Cmd::fence:
+        router_->fence_passed(static_cast<std::uint32_t>(index), r.message);
+        break;
       case channel::Cmd::drained:
         // `finish` goes behind everything already on its way: the worker reads (and hands
         // back) every push sent before it, then exits.
@@ -674,6 +677,7 @@ void Master::worker_gone(WorkerSlot& w, int status) {
     if (o.message.cmd == channel::Cmd::push) unsent.emplace_back(o.message, std::move(o.payload));
   }
   if (!unsent.empty()) router_->requeue(std::move(unsent));
+  router_->worker_gone(static_cast<std::uint32_t>(index));  // it will echo no fence
   w.outbox.clear();
   w.outbox_bytes = 0;
   table_->counters(static_cast<std::uint32_t>(index)).clear_gauges();  // before the respawn

@@ -34,6 +34,10 @@ std::int64_t PushRouter::next_stamp() {
 void PushRouter::route(protocol::DeviceId device, std::string payload) {
   const std::int64_t stamp = next_stamp();
   if (const auto holder = table_.holder(device)) {
+    if (!clear_to_send(device, *holder)) {
+      enqueue(device, payload, stamp);  // goes out when the fence is back
+      return;
+    }
     if (offline_.has(device)) {
       // Older pushes wait: this one goes behind them, and all of them out in order.
       enqueue(device, payload, stamp);
@@ -67,6 +71,7 @@ bool PushRouter::send_live(protocol::DeviceId device, const shm::Holder& holder,
                      .queued_at_ns = queued_at_ns};
   if (!send_(holder.worker, m, std::move(payload))) return false;
   ++counts_.routed;
+  sent_to_[device] = holder;
   return true;
 }
 
@@ -123,8 +128,58 @@ void PushRouter::flush_queue(protocol::DeviceId device, const shm::Holder& holde
 
 void PushRouter::device_online(std::uint32_t worker, const channel::Message& m) {
   const protocol::DeviceId device{m.device};
-  if (!offline_.has(device)) return;
-  flush_queue(device, shm::Holder{.worker = worker, .slot = m.slot, .conn_generation = m.conn_generation});
+  const shm::Holder holder{.worker = worker, .slot = m.slot, .conn_generation = m.conn_generation};
+  if (clear_to_send(device, holder) && offline_.has(device)) flush_queue(device, holder);
+}
+
+// Whether pushes may go to `holder`: not while some may still be on their way to an earlier
+// connection of the device. Then that connection's worker gets a fence, and the answer is
+// no until the fence is back. (The table names a new holder as soon as it claims the
+// device, before its device_online reaches us: route() asks here too.)
+bool PushRouter::clear_to_send(protocol::DeviceId device, const shm::Holder& holder) {
+  if (fencing_.contains(device)) return false;
+  const auto last = sent_to_.find(device);
+  if (last == sent_to_.end() || last->second == holder) return true;
+  const shm::Holder old = last->second;
+  const channel::Message fence{.cmd = channel::Cmd::fence,
+                               .device = device.value,
+                               .slot = old.slot,
+                               .conn_generation = old.conn_generation};
+  if (send_(old.worker, fence, {})) {
+    fencing_.emplace(device, old);
+    spdlog::debug("device={} logged in again: its pushes wait for those on their way to worker {}",
+                  protocol::to_string(device), old.worker);
+    return false;
+  }
+  sent_to_.erase(last);  // that worker is gone: what it had was requeued
+  return true;
+}
+
+void PushRouter::fence_passed(std::uint32_t worker, const channel::Message& m) {
+  const protocol::DeviceId device{m.device};
+  const auto it = fencing_.find(device);
+  if (it == fencing_.end() || it->second.worker != worker) return;
+  pass_fence(device);
+}
+
+void PushRouter::worker_gone(std::uint32_t worker) {
+  std::vector<protocol::DeviceId> passed;
+  for (const auto& [device, old] : fencing_) {
+    if (old.worker == worker) passed.push_back(device);
+  }
+  for (protocol::DeviceId device : passed) pass_fence(device);
+  std::erase_if(sent_to_, [worker](const auto& entry) { return entry.second.worker == worker; });
+}
+
+// Everything that was on its way to the old connection is back in the queue: send the
+// queue to whoever holds the device now.
+void PushRouter::pass_fence(protocol::DeviceId device) {
+  spdlog::debug("device={}: the pushes on their way to its old connection are back",
+                protocol::to_string(device));
+  fencing_.erase(device);
+  sent_to_.erase(device);
+  const auto holder = table_.holder(device);
+  if (holder && offline_.has(device)) flush_queue(device, *holder);
 }
 
 void PushRouter::returned(std::uint32_t worker, const channel::Message& m, std::string payload) {
@@ -139,7 +194,7 @@ void PushRouter::returned(std::uint32_t worker, const channel::Message& m, std::
   // them back, which would only give them back again.
   const auto holder = table_.holder(device);
   const shm::Holder from{.worker = worker, .slot = m.slot, .conn_generation = m.conn_generation};
-  if (holder && *holder != from) flush_queue(device, *holder);
+  if (holder && *holder != from && clear_to_send(device, *holder)) flush_queue(device, *holder);
 }
 
 void PushRouter::requeue(std::vector<std::pair<channel::Message, std::string>> pushes) {

@@ -10,6 +10,12 @@
 // read (queued_at, in ns); pushes that come back from a closed connection, or from a worker
 // that died, are merged into the queue by that stamp, so they take their old places even
 // when newer pushes were queued meanwhile.
+//
+// A device that logs in again while pushes are still on their way to its old connection
+// (in the old worker's channel) gets nothing until those are back: the router sends the
+// old worker a fence, which that worker echoes after handing back every push that came
+// before it (the channel keeps order both ways). Meanwhile new pushes for the device wait
+// in its queue. Then the queue goes out whole, in order.
 #pragma once
 
 #include <chrono>
@@ -50,6 +56,10 @@ class PushRouter {
   // Pushes that were on their way to a worker that died (push messages with their
   // payloads, in the order sent): back to their devices' queues, in their places.
   void requeue(std::vector<std::pair<channel::Message, std::string>> pushes);
+  // The old worker echoes a fence: every push sent to it before is back.
+  void fence_passed(std::uint32_t worker, const channel::Message& m);
+  // Worker `worker` died: fences it will never echo are passed.
+  void worker_gone(std::uint32_t worker);
   // Drops queued pushes older than push.offline_max_age (logged); about once a minute.
   void expire(std::chrono::system_clock::time_point now);
 
@@ -82,6 +92,13 @@ class PushRouter {
   std::int64_t last_stamp_ = 0;
   // push_returned batches being collected, per device, until the one with more == false.
   std::unordered_map<protocol::DeviceId, std::vector<QueuedPush>> returning_;
+  // The connection each device's last live push went to (at most one entry per device
+  // that has had one): a login on another connection must fence that one first.
+  std::unordered_map<protocol::DeviceId, shm::Holder> sent_to_;
+  // Devices waiting for a fence: the old holder the fence went to.
+  std::unordered_map<protocol::DeviceId, shm::Holder> fencing_;
+  bool clear_to_send(protocol::DeviceId device, const shm::Holder& holder);
+  void pass_fence(protocol::DeviceId device);
 };
 
 }  // namespace iotsocket::master

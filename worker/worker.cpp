@@ -130,6 +130,7 @@ class Worker {
     return shm::Holder{.worker = index_, .slot = c.slot, .conn_generation = c.generation};
   }
   void check_holds(SteadyTime now) noexcept;
+  void pass_fence(const channel::Message& m) noexcept;
   bool claim_device(Connection& c, const protocol::FrameView& frame, protocol::Time now,
                     protocol::Time kept_mark, shm::ClaimResult& claim) noexcept;
 
@@ -314,6 +315,8 @@ void Worker::on_channel() noexcept {
       begin_drain(std::chrono::milliseconds(0));
     } else if (r.message.cmd == channel::Cmd::finish) {
       stopping_ = true;
+    } else if (r.message.cmd == channel::Cmd::fence) {
+      pass_fence(r.message);
     }
   }
 }
@@ -897,6 +900,18 @@ void Worker::check_holds(SteadyTime now) noexcept {
       close(*c, "revoked");
     }
   }
+}
+
+// The device logged in on another connection while pushes were on their way here. Those
+// have been handed back by now (on_push, in channel order); a connection that was replaced
+// but has not noticed yet is closed first, so that its unwritten pushes come back too.
+void Worker::pass_fence(const channel::Message& m) noexcept {
+  Connection* c = lookup(tag(m.slot, m.conn_generation));
+  if (c != nullptr && c->state == ConnState::live && c->session.device() &&
+      c->session.device()->value == m.device && !table_.holds(*c->session.device(), holder_of(*c))) {
+    close(*c, "replaced");
+  }
+  send_to_master(channel::Message{.cmd = channel::Cmd::fence, .generation = generation_, .device = m.device});
 }
 
 // ---- deadlines ------------------------------------------------------------------------

@@ -290,11 +290,8 @@ TEST_F(SmallWriteQueueTest, ADeviceThatDoesNotReadIsClosedAndItsUnsentPushesWait
   auto first = sleeper->read_pushes(kPushes, 3s);
   ASSERT_FALSE(first.empty());
   ASSERT_LT(first.size(), static_cast<std::size_t>(kPushes));
-  // Pushes the master had already sent toward the closed connection come back to the
-  // offline queue one by one. A device that logs in again before they are back gets them
-  // after newer ones (a known limit, README "Still weak" of issue 4): give them a moment,
-  // as a device's reconnect backoff does. This test is about the write queue, not that race.
-  std::this_thread::sleep_for(1s);
+  // At once: pushes the master had already sent toward the closed connection are still
+  // coming back (the fence makes the new connection wait for them).
   auto again = logged_in(server_, *reader_, kFirstId + 10);
   auto rest = again->read_pushes(kPushes - first.size(), 30s);
   auto repeat = again->read_pushes(1, 500ms);  // one cut short by the close may come again
@@ -312,7 +309,7 @@ TEST_F(SmallWriteQueueTest, ADeviceThatDoesNotReadIsClosedAndItsUnsentPushesWait
       ++repeats;
       continue;
     }
-    ASSERT_EQ(n, expected) << "pushes out of order or lost";
+    ASSERT_EQ(n, expected) << "pushes out of order or lost; first " << first.size() << " rest " << rest.size() << " seen " << [&] { std::string t; for (int x : seen) t += std::to_string(x) + ","; return t; }();
     ++expected;
   }
   EXPECT_EQ(expected, kPushes);
