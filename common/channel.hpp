@@ -26,6 +26,8 @@
 //                      drained                every connection is closed: send no more
 //                                             pushes, send finish
 //                      fence                  the echo: the pushes sent before it are back
+//                      reloaded (+payload)    a reload_tls or reload_settings is done: ""
+//                                             or why this worker kept what it had
 //
 // Pushes carry their payload after the fixed part, in the same record (SEQPACKET keeps
 // records whole), so a message is at most sizeof(Message) + kMaxPayload bytes.
@@ -60,6 +62,7 @@ enum class Cmd : std::uint8_t {
   drained,
   finish,
   fence,
+  reloaded,
 };
 
 // The largest payload a message carries: one push body (PROTOCOL.md rule 10).
@@ -83,7 +86,8 @@ struct Message {
 
 // Whether a command carries a payload after the fixed part.
 constexpr bool carries_payload(Cmd cmd) noexcept {
-  return cmd == Cmd::push || cmd == Cmd::push_returned || cmd == Cmd::reload_tls;
+  return cmd == Cmd::push || cmd == Cmd::push_returned || cmd == Cmd::reload_tls ||
+         cmd == Cmd::reloaded;
 }
 static_assert(std::is_trivially_copyable_v<Message>);
 

@@ -98,6 +98,7 @@ struct WorkerSlot {
   std::uint32_t connections = 0;
   std::unordered_map<IpKey, std::uint32_t, IpKeyHash> per_ip;
   std::deque<Outgoing> outbox;  // in order, behind anything not yet sent
+  std::uint32_t reload_answers_due = 0;  // reload_tls / reload_settings not yet answered
   std::size_t outbox_bytes = 0;
   bool writable_watched = false;
 };
@@ -131,6 +132,9 @@ class Master {
   bool send_to(std::uint32_t index, const channel::Message& m, std::string payload);
   void send_in_order(WorkerSlot& w, const channel::Message& m, std::string payload = {});
   void tell_workers(channel::Cmd cmd, std::string payload = {});
+  void ask_workers_to_reload(channel::Cmd cmd, std::string payload = {});
+  void reload_answered(WorkerSlot& w, const std::string& failure);
+  void finish_reload_when_answered();
   void flush_outbox(WorkerSlot& w);
   void watch_writable(WorkerSlot& w, bool on);
   std::size_t outbox_bytes() const;
@@ -157,6 +161,9 @@ class Master {
   SSL_CTX* tls_;          // what new workers inherit: main's context, or the last reload's
   SslCtx reloaded_tls_;   // owns the last reload's context
   ServiceNotify notify_;
+  bool reload_pending_ = false;  // RELOADING=1 said; READY=1 when every worker has answered
+  bool workers_asked_ = false;   // this reload sent them something to do
+  std::vector<std::string> reload_failures_;
   bool announced_ready_ = false;
   std::vector<Listener> listeners_;
   std::vector<WorkerSlot> workers_;
@@ -385,6 +392,15 @@ void Master::send_in_order(WorkerSlot& w, const channel::Message& m, std::string
 void Master::tell_workers(channel::Cmd cmd, std::string payload) {
   for (std::uint32_t i = 0; i < workers_.size(); ++i) {
     send_to(i, channel::Message{.cmd = cmd}, payload);
+  }
+}
+
+void Master::ask_workers_to_reload(channel::Cmd cmd, std::string payload) {
+  for (std::uint32_t i = 0; i < workers_.size(); ++i) {
+    if (send_to(i, channel::Message{.cmd = cmd}, payload)) {
+      ++workers_[i].reload_answers_due;
+      workers_asked_ = true;
+    }
   }
 }
 
@@ -618,6 +634,9 @@ void Master::on_worker(std::size_t index) {
       case channel::Cmd::push_returned:
         router_->returned(static_cast<std::uint32_t>(index), r.message, std::move(r.payload));
         break;
+      case channel::Cmd::reloaded:
+        reload_answered(w, r.payload);
+        break;
       case channel::Cmd::fence:
         router_->fence_passed(static_cast<std::uint32_t>(index), r.message);
         break;
@@ -664,6 +683,8 @@ void Master::worker_gone(WorkerSlot& w, int status) {
   w.per_ip.clear();
   w.state = WorkerState::exited;
   w.channel.reset();
+  w.reload_answers_due = 0;  // a respawned worker starts with the settings of now
+  finish_reload_when_answered();
   w.writable_watched = false;
   // Its devices are free to log in elsewhere at once. Their replay marks in the table are
   // current: a worker raises the mark before the frame goes anywhere, so a frame it died
@@ -731,18 +752,14 @@ void Master::reload() {
     return;
   }
   spdlog::info("SIGHUP: reloading {}", config_.path);
-  // RELOADING=1, then READY=1 again however the reload ends (a refused one leaves the
-  // service as it was); nothing before the first READY=1.
-  struct Reloading {
-    ServiceNotify& notify;
-    bool announced;
-    Reloading(ServiceNotify& n, bool a) : notify(n), announced(a) {
-      if (announced) notify.reloading();
-    }
-    ~Reloading() {
-      if (announced) notify.reloaded();
-    }
-  } reloading{notify_, announced_ready_};
+  // RELOADING=1 now; READY=1 when every worker has answered, or at once when the reload
+  // is refused (the service is as it was). Nothing before the first READY=1.
+  if (announced_ready_) notify_.reloading();
+  reload_pending_ = true;
+  struct AnswersAwaited {
+    Master& master;
+    ~AnswersAwaited() { master.finish_reload_when_answered(); }
+  } awaited{*this};
   auto loaded = config::load_file(config_.path);
   if (!loaded) {
     for (const auto& error : loaded.error()) {
@@ -770,7 +787,7 @@ void Master::reload() {
   if (!copy_ticket_keys(tls_, made_tls.get())) spdlog::warn("reload: cannot carry the session-ticket keys over");
   reloaded_tls_ = std::move(made_tls);
   tls_ = reloaded_tls_.get();  // for workers forked from now on
-  tell_workers(channel::Cmd::reload_tls, next.tls.cert + "\n" + next.tls.key);
+  ask_workers_to_reload(channel::Cmd::reload_tls, next.tls.cert + "\n" + next.tls.key);
   spdlog::info("reload: certificate {} for new connections", next.tls.cert);
 }
 
@@ -796,8 +813,35 @@ bool Master::apply_reloadable(const config::Config& next) {
                        std::chrono::duration_cast<std::chrono::seconds>(config_.push.offline_max_age));
   log::set_level(log::parse_level(config_.log.level).value_or(spdlog::level::info));
   for (const std::string& name : changed) spdlog::info("reload: {} changed; in effect now", name);
-  if (!changed.empty()) tell_workers(channel::Cmd::reload_settings);
+  if (!changed.empty()) ask_workers_to_reload(channel::Cmd::reload_settings);
   return true;
+}
+
+void Master::reload_answered(WorkerSlot& w, const std::string& failure) {
+  if (w.reload_answers_due > 0) --w.reload_answers_due;
+  if (!failure.empty()) {
+    reload_failures_.push_back("worker " + std::to_string(&w - workers_.data()) + ": " + failure);
+  }
+  finish_reload_when_answered();
+}
+
+void Master::finish_reload_when_answered() {
+  if (!reload_pending_) return;
+  for (const auto& w : workers_) {
+    if (w.reload_answers_due > 0) return;
+  }
+  reload_pending_ = false;
+  if (reload_failures_.empty()) {
+    if (workers_asked_) spdlog::info("reload: done, every worker has taken it");
+  } else {
+    std::string failures;
+    for (const std::string& f : reload_failures_) failures += (failures.empty() ? "" : "; ") + f;
+    spdlog::error("reload: done, but {} workers kept what they had: {}", reload_failures_.size(),
+                  failures);
+    reload_failures_.clear();
+  }
+  workers_asked_ = false;
+  if (announced_ready_) notify_.reloaded();
 }
 
 void Master::reopen_log() {

@@ -114,8 +114,9 @@ class Worker {
   bool watch_channel() noexcept;
   void on_channel() noexcept;
   void adopt(Fd socket, const PeerAddress& peer) noexcept;
-  void reload_tls(const std::string& files) noexcept;
-  void reload_settings() noexcept;
+  // Both return "" when done, else why this worker kept what it had (told to the master).
+  std::string reload_tls(const std::string& files) noexcept;
+  std::string reload_settings() noexcept;
   void say_to_master(channel::Cmd cmd, const PeerAddress& peer = {}) noexcept;
   void send_to_master(const channel::Message& m, std::string payload = {}) noexcept;
   void flush_outbox() noexcept;
@@ -304,9 +305,11 @@ void Worker::on_channel() noexcept {
     } else if (r.message.cmd == channel::Cmd::push) {
       on_push(r);
     } else if (r.message.cmd == channel::Cmd::reload_tls) {
-      reload_tls(r.payload);
+      send_to_master(channel::Message{.cmd = channel::Cmd::reloaded, .generation = generation_},
+                     reload_tls(r.payload));
     } else if (r.message.cmd == channel::Cmd::reload_settings) {
-      reload_settings();
+      send_to_master(channel::Message{.cmd = channel::Cmd::reloaded, .generation = generation_},
+                     reload_settings());
     } else if (r.message.cmd == channel::Cmd::reopen_log) {
       if (auto error = log::reopen()) spdlog::error("cannot reopen {}: {}", log::file(), *error);
     } else if (r.message.cmd == channel::Cmd::shutdown) {
@@ -323,36 +326,38 @@ void Worker::on_channel() noexcept {
 
 // The master has checked these files; they are loaded again here because a context
 // cannot cross fork(). Should that fail (the files changed in between), the old one stays.
-void Worker::reload_tls(const std::string& files) noexcept {
+std::string Worker::reload_tls(const std::string& files) noexcept {
   const auto newline = files.find('\n');
-  if (tls_ == nullptr || newline == std::string::npos) return;
+  if (tls_ == nullptr || newline == std::string::npos) return "no TLS context to replace";
   auto made = make_server_context(files.substr(0, newline), files.substr(newline + 1));
   if (!made) {
     spdlog::error("reload refused, the running certificate stays: tls: {}", made.error());
-    return;
+    return "tls: " + made.error();
   }
   // Keys inherited from the master: every worker's tickets resume on every other.
   if (!copy_ticket_keys(tls_, made->get())) spdlog::warn("reload: cannot carry the session-ticket keys over");
   reloaded_tls_ = std::move(*made);
   tls_ = reloaded_tls_.get();
   spdlog::info("reload: new handshakes use {}", files.substr(0, newline));
+  return {};
 }
 
 // The master has checked the file; it is read again here because the settings cannot
 // cross the channel whole. Should that fail (the file changed in between), this worker
 // keeps its settings and says so.
-void Worker::reload_settings() noexcept {
+std::string Worker::reload_settings() noexcept {
   auto loaded = config::load_file(config_.path);
   if (!loaded) {
-    spdlog::error("reload: this worker keeps its settings: {}", loaded.error().front().to_string());
-    return;
+    const std::string why = loaded.error().front().to_string();
+    spdlog::error("reload: this worker keeps its settings: {}", why);
+    return why;
   }
   const config::Config merged = config::with_reloadable(config_, *loaded);
   if (merged.devices.sqlite != config_.devices.sqlite) {
     auto opened = DeviceRegistry::open(merged.devices.sqlite, DeviceRegistry::Mode::read_write);
     if (!opened) {
       spdlog::error("reload: this worker keeps its settings: devices.sqlite: {}", opened.error());
-      return;
+      return "devices.sqlite: " + opened.error();
     }
     registry_ = std::move(*opened);
   }
@@ -360,6 +365,7 @@ void Worker::reload_settings() noexcept {
   limits_ = session_limits(config_);  // for connections accepted from now on
   log::set_level(log::parse_level(config_.log.level).value_or(spdlog::level::info));
   spdlog::info("reload: settings applied");
+  return {};
 }
 
 void Worker::adopt(Fd socket, const PeerAddress& peer) noexcept {

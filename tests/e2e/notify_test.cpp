@@ -86,6 +86,9 @@ TEST_F(NotifyTest, ReadyReloadingStatusAndStopping) {
   ASSERT_TRUE(ends_with_needle(got, "RELOADING=1")) << server_.log();
   EXPECT_NE(got.back().find("MONOTONIC_USEC="), std::string::npos);
   EXPECT_TRUE(ends_with_needle(notify_->until("READY=1"), "READY=1"));
+  // READY=1 comes once every worker has answered (the log line is written just before).
+  EXPECT_NE(server_.log().find("reload: done, every worker has taken it"), std::string::npos)
+      << server_.log();
 
   Device device(server_.port());
   ASSERT_TRUE(device.send_frame(protocol::DeviceId{kId}, kKey, "hello"));

@@ -73,6 +73,10 @@ class ReloadTest : public ::testing::Test {
       std::this_thread::sleep_for(20ms);
     }
     ASSERT_EQ(server_.count_in_log("reload: new handshakes use"), reloads) << server_.log();
+    // The master says the reload is done only once every worker has answered.
+    ASSERT_TRUE(server_.wait_for_log("reload: done, every worker has taken it")) << server_.log();
+    const std::string log = server_.log();
+    EXPECT_GT(log.rfind("reload: done, every worker has taken it"), log.rfind("reload: new handshakes use"));
   }
 
   TestServer server_;
@@ -180,6 +184,7 @@ TEST(ReloadSettings, TheRegistryAndTheLimitsChangeWhileAConnectedDeviceGoesOn) {
     std::this_thread::sleep_for(20ms);
   }
   ASSERT_EQ(server.count_in_log("reload: settings applied"), 2u) << server.log();
+  ASSERT_TRUE(server.wait_for_log("reload: done, every worker has taken it")) << server.log();
 
   // The new registry: its device logs in, a device only in the old one is unknown now.
   Device added(server.port(), true, "127.0.0.8");
