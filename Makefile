@@ -7,13 +7,14 @@
 #   make unit               build and run the tests of the product build only
 #   make asan               sanitizer build (build-asan/) and its unit tests
 #   make fuzz               fuzz build (build-fuzz/, clang) and the fuzz run
+#   make deb                the Debian packages in build-deb/ (checked by lintian)
 #   make clean
 
 FUZZ_SECONDS ?= 60
 CMAKE_GENERATOR ?= Ninja
 CTEST := ctest --output-on-failure --timeout 600
 
-.PHONY: run test deps build unit asan fuzz clean
+.PHONY: run test deps build unit asan fuzz deb clean
 
 run: build
 	scripts/dev-run
@@ -45,5 +46,8 @@ fuzz: deps
 	cmake --build build-fuzz
 	scripts/run-fuzzers build-fuzz $(FUZZ_SECONDS)
 
+deb: deps
+	scripts/build-deb build-deb
+
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-deb
