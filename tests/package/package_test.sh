@@ -44,6 +44,7 @@ if getent passwd iotsocket >/dev/null || [[ -e /etc/iotsocket || -e /var/lib/iot
 fi
 
 server_pid=
+strace_pid=
 reader_pid=
 notify_pid=
 notify_dir=
@@ -52,7 +53,7 @@ cleanup() {
   # The server by its pid file too: its workers exit when the master is gone.
   local master_pid
   master_pid=$(cat /run/iotsocket/iotsocketd.pid 2>/dev/null || true)
-  for pid in $server_pid $master_pid $reader_pid $notify_pid; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in $server_pid $master_pid $strace_pid $reader_pid $notify_pid; do kill -KILL "$pid" 2>/dev/null || true; done
   sleep 0.5  # let the workers see their master gone before userdel looks for the user's processes
   if ((code != 0)) && [[ -f $work/server.log ]]; then
     echo "--- server log"
@@ -194,7 +195,11 @@ as_backend() {
   setpriv --reuid=nobody --regid=nogroup --groups="$(getent group iotsocket | cut -d: -f3)" "$@"
 }
 
-[[ $(as_service "${exec_start_pre[@]}") == "configuration OK" ]] || fail "ExecStartPre: ${exec_start_pre[*]}"
+# Both run under strace: systemd is not here to apply the unit's seccomp filter, so the
+# system calls they make are compared with it at the end.
+trace=(strace -f -qq -o)
+[[ $("${trace[@]}" "$work/strace-pre.txt" "${service[@]}" "${exec_start_pre[@]}") == "configuration OK" ]] ||
+  fail "ExecStartPre: ${exec_start_pre[*]}"
 
 # The readiness protocol: a datagram socket that the server's sd_notify() writes to.
 notify_dir=$(mktemp -d)  # under /tmp: reachable by the service user wherever $work is
@@ -212,13 +217,15 @@ notify_pid=$!
 disown "$notify_pid"  # killed at the end; no job report in the log
 wait_for 10 "notify socket" grep -q listening "$work/notify.log"
 
-# A simple command (no function, no subshell), so that $! is the server's pid: prlimit,
-# setpriv and bash each exec the next.
-NOTIFY_SOCKET=$notify_dir/socket "${service[@]}" "${exec_start[@]}" >"$work/server.log" 2>&1 &
-server_pid=$!
+# strace exits with the server's status; the server is its child (prlimit, setpriv and
+# bash each exec the next), and writes its own pid to the pid file.
+NOTIFY_SOCKET=$notify_dir/socket "${trace[@]}" "$work/strace.txt" "${service[@]}" "${exec_start[@]}" \
+  >"$work/server.log" 2>&1 &
+strace_pid=$!
 wait_for 30 "READY=1 from the server" grep -q 'READY=1' "$work/notify.log"
-[[ $(cat /run/iotsocket/iotsocketd.pid) == "$server_pid" ]] ||
-  fail "pid file: $(cat /run/iotsocket/iotsocketd.pid), started $server_pid"
+server_pid=$(cat /run/iotsocket/iotsocketd.pid)
+[[ $(readlink "/proc/$server_pid/exe") == "${exec_start[0]}" && $(ps -o ppid= -p "$server_pid") -eq $strace_pid ]] ||
+  fail "pid file: $server_pid is not the server started ($(ps -o pid,ppid,args -p "$server_pid"))"
 ((${#limit[@]} == 0)) || ! grep -q 'open-file limit' "$work/server.log" ||
   fail "LimitNOFILE=$nofile is too low for the default config"
 for fifo in push inbound; do
@@ -262,7 +269,7 @@ ok "ExecReload ($reload): the server reloaded"
 kill -TERM "$server_pid"
 wait_for 30 "exit after SIGTERM" bash -c "! kill -0 $server_pid 2>/dev/null"
 set +e
-wait "$server_pid"
+wait "$strace_pid"
 code=$?
 set -e
 server_pid=
@@ -272,6 +279,10 @@ kill "$reader_pid" 2>/dev/null || true
 reader_pid=
 rm -rf "/run/$(unit_value RuntimeDirectory)"  # systemd removes the RuntimeDirectory at stop
 ok "SIGTERM: exit 0"
+
+"$source_dir/tests/package/syscalls_allowed.py" "$unit" "${exec_start[0]}" "$work/strace-pre.txt" "$work/strace.txt" ||
+  fail "the server made system calls that the unit's SystemCallFilter= refuses"
+ok "every system call of the server (start, TLS, frames, push, status, reload, stop) is in SystemCallFilter="
 
 # ---- remove keeps the state, purge removes everything ----
 dpkg -r iotsocket libiotsocket-client-dev >"$work/remove.log" 2>&1 || { cat "$work/remove.log"; fail "dpkg -r"; }
