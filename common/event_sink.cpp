@@ -42,13 +42,12 @@ void EventSink::push_expired(protocol::DeviceId id) noexcept { emit("push_expire
 // Appends "KIND ID[ DETAIL]\n" behind the lines that wait; flush() writes it.
 void EventSink::emit(std::string_view kind, protocol::DeviceId id, std::string_view detail) noexcept {
   if (!enabled()) return;
-  std::string line;
-  line.reserve(kind.size() + detail.size() + 16);
-  line.append(kind).append(" ").append(protocol::to_string(id));
-  if (!detail.empty()) line.append(" ").append(detail.substr(0, kMaxDetail));
-  line.push_back('\n');
-  make_room(line.size());
-  buffer_.append(line);
+  const std::string id_text = protocol::to_string(id);
+  detail = detail.substr(0, kMaxDetail);
+  make_room(kind.size() + 1 + id_text.size() + (detail.empty() ? 0 : 1 + detail.size()) + 1);
+  buffer_.append(kind).append(" ").append(id_text);
+  if (!detail.empty()) buffer_.append(" ").append(detail);
+  buffer_.push_back('\n');
 }
 
 // Drops the oldest waiting lines until `bytes` more fit: a backend that reads again wants
@@ -71,10 +70,13 @@ void EventSink::flush() noexcept {
   const auto now = Clock::now();
   if (dropped_unreported_ > 0 && now >= next_warning_) warn_dropped(now);
   if (!fifo_.valid() && pending_bytes() > 0 && now >= reopen_at_) try_open(now);
-  write_pending();
+  // A full pipe is tried again after blocked_retry, not on every call: flush() runs on
+  // every loop pass and before every message to another process.
+  if (fifo_.valid() && now < blocked_until_) return;
+  write_pending(now);
 }
 
-void EventSink::write_pending() noexcept {
+void EventSink::write_pending(Clock::time_point now) noexcept {
   while (fifo_.valid() && pending_bytes() > 0) {
     // Whole lines, at most PIPE_BUF bytes: the kernel writes them all or nothing, so no
     // other process's line lands in the middle of one of ours.
@@ -86,7 +88,10 @@ void EventSink::write_pending() noexcept {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;  // the reader is slow: retry after blocked_retry
+    if (n < 0 && errno == EAGAIN) {  // the reader is slow: retry after blocked_retry
+      blocked_until_ = now + options_.blocked_retry;
+      break;
+    }
     reader_gone();
   }
   if (head_ == buffer_.size()) {

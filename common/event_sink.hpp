@@ -81,7 +81,7 @@ class EventSink {
  private:
   void emit(std::string_view kind, protocol::DeviceId id, std::string_view detail) noexcept;
   void make_room(std::size_t bytes) noexcept;
-  void write_pending() noexcept;
+  void write_pending(Clock::time_point now) noexcept;
   void try_open(Clock::time_point now) noexcept;
   void reader_gone() noexcept;
   void warn_dropped(Clock::time_point now) noexcept;
@@ -89,6 +89,7 @@ class EventSink {
   EventSinkOptions options_;
   Fd fifo_;
   Clock::time_point reopen_at_{};
+  Clock::time_point blocked_until_{};  // the pipe was full: no write before this
   std::string buffer_;     // whole lines; those before head_ are written
   std::size_t head_ = 0;
   std::uint64_t dropped_total_ = 0;

@@ -85,9 +85,6 @@ Expected<SslCtx, std::string> make_server_context(const std::string& cert_file,
   if (SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) {
     return failure("cannot use private key " + key_file);
   }
-  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
-    return failure("private key " + key_file + " does not match certificate " + cert_file);
-  }
   return ctx;
 }
 

@@ -36,7 +36,7 @@ Config with_reloadable(const Config& running, const Config& next) {
 std::vector<std::string> reloadable_changes(const Config& running, const Config& next) {
   const Config& a = running;
   const Config& b = next;
-  return names_of({
+  auto names = names_of({
       {"devices.sqlite", a.devices.sqlite != b.devices.sqlite},
       {"devices.duplicate", a.devices.duplicate != b.devices.duplicate},
       {"timeouts.idle", a.timeouts.idle != b.timeouts.idle},
@@ -54,6 +54,14 @@ std::vector<std::string> reloadable_changes(const Config& running, const Config&
       {"shutdown.drain", a.shutdown.drain != b.shutdown.drain},
       {"log.level", a.log.level != b.log.level},
   });
+  // A reloadable field added later and not named above still reaches the workers (the
+  // master tells them only when something is named). The certificate files are not a
+  // setting here: the TLS reload has its own message.
+  Config same_files = a;
+  same_files.tls.cert = b.tls.cert;
+  same_files.tls.key = b.tls.key;
+  if (names.empty() && with_reloadable(a, b) != same_files) names.emplace_back("a setting");
+  return names;
 }
 
 std::vector<std::string> restart_only_changes(const Config& running, const Config& next) {

@@ -1,8 +1,5 @@
 #include "ctl/show.hpp"
 
-#include <signal.h>
-
-#include <cerrno>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -72,7 +69,7 @@ void print_refusals(const shm::DeviceTable* table, protocol::DeviceId id) {
 std::optional<shm::DeviceTable> running_server(const config::Config& config) {
   auto table = shm::DeviceTable::attach(config.runtime.shm_name);
   if (!table) return std::nullopt;
-  if (::kill(table->master_pid(), 0) != 0 && errno == ESRCH) return std::nullopt;
+  if (!table->master_running()) return std::nullopt;
   return std::move(*table);
 }
 

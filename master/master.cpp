@@ -5,7 +5,7 @@
 //   SIGCHLD -> reap, release the dead worker's devices in the registry, respawn
 //   SIGTERM / SIGINT -> stop accepting; workers close their connections over the drain
 //                       period, say drained, get finish (nothing follows it), exit; then exit
-//   SIGHUP -> reload (config/README.md "Reload"); SIGUSR1 -> reopen log.file
+//   SIGHUP -> reload (config/reload.hpp; README "Reloading"); SIGUSR1 -> reopen log.file
 //   push FIFO -> PushRouter -> the holding worker's channel, or the offline queue
 //   metrics.listen -> MetricsServer (its own epoll set, one descriptor here)
 #include "master/master.hpp"
@@ -152,6 +152,7 @@ class Master {
   bool apply_reloadable(const config::Config& next);
   void reopen_log();
   std::string status_text() const;
+  std::uint32_t ready_workers() const;
   void announce_ready_when_all_are();
   void tick(steady_clock::time_point now);
   void set_accepting(bool on);
@@ -340,8 +341,6 @@ bool Master::open_metrics() {
 
 metrics::Snapshot Master::metrics_snapshot() const {
   const PushRouter::Counts& pushes = router_->counts();
-  std::uint32_t ready = 0;
-  for (const auto& w : workers_) ready += w.state == WorkerState::ready ? 1 : 0;
   return metrics::Snapshot{
       .workers = metrics::sum_workers(*table_),
       .master = {.pushes_routed = pushes.routed,
@@ -354,7 +353,7 @@ metrics::Snapshot Master::metrics_snapshot() const {
                  .refused_per_ip = refused_before_.per_ip + refused_.per_ip,
                  .worker_restarts = worker_restarts_,
                  .workers = static_cast<std::uint32_t>(workers_.size()),
-                 .workers_ready = ready,
+                 .workers_ready = ready_workers(),
                  .certificate_not_after = metrics::certificate_not_after(tls_)}};
 }
 
@@ -374,9 +373,7 @@ void Master::send_in_order(WorkerSlot& w, const channel::Message& m, std::string
   channel::Message message = m;
   message.generation = w.generation;
   if (w.outbox.empty()) {
-    const channel::Io io = channel::carries_payload(m.cmd)
-                               ? channel::send(w.channel.get(), message, payload)
-                               : channel::send(w.channel.get(), message);
+    const channel::Io io = channel::send(w.channel.get(), message, payload);
     if (io == channel::Io::ok) return;
     if (io != channel::Io::would_block) {
       // The worker is going; SIGCHLD follows, and worker_gone() requeues its pushes.
@@ -407,9 +404,7 @@ void Master::ask_workers_to_reload(channel::Cmd cmd, std::string payload) {
 void Master::flush_outbox(WorkerSlot& w) {
   while (!w.outbox.empty()) {
     Outgoing& o = w.outbox.front();
-    const channel::Io io = channel::carries_payload(o.message.cmd)
-                               ? channel::send(w.channel.get(), o.message, o.payload)
-                               : channel::send(w.channel.get(), o.message);
+    const channel::Io io = channel::send(w.channel.get(), o.message, o.payload);
     if (io == channel::Io::would_block) return;
     if (io != channel::Io::ok) return;  // the worker is going; worker_gone() requeues the rest
     w.outbox_bytes -= queued_size(o.payload);
@@ -860,19 +855,19 @@ void Master::reopen_log() {
 
 std::string Master::status_text() const {
   if (stopping_) return "stopping: " + std::to_string(connections_) + " connections left to close";
-  std::size_t ready = 0;
-  for (const auto& w : workers_) ready += w.state == WorkerState::ready ? 1 : 0;
-  return std::to_string(connections_) + " connections, " + std::to_string(ready) + " of " +
+  return std::to_string(connections_) + " connections, " + std::to_string(ready_workers()) + " of " +
          std::to_string(workers_.size()) + " workers ready";
+}
+
+std::uint32_t Master::ready_workers() const {
+  return static_cast<std::uint32_t>(std::count_if(
+      workers_.begin(), workers_.end(), [](const WorkerSlot& w) { return w.state == WorkerState::ready; }));
 }
 
 // READY=1 once, when every worker has said ready the first time (the listeners are bound
 // before the workers start).
 void Master::announce_ready_when_all_are() {
-  if (announced_ready_) return;
-  for (const auto& w : workers_) {
-    if (w.state != WorkerState::ready) return;
-  }
+  if (announced_ready_ || ready_workers() < workers_.size()) return;
   announced_ready_ = true;
   notify_.ready(status_text());
 }

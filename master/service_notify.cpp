@@ -3,7 +3,6 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
-#include <cerrno>
 #include <cstdint>
 #include <cstring>
 

@@ -590,6 +590,10 @@ std::uint32_t DeviceTable::capacity() const noexcept { return layout_->capacity;
 std::uint32_t DeviceTable::workers() const noexcept { return layout_->workers; }
 pid_t DeviceTable::master_pid() const noexcept { return static_cast<pid_t>(layout_->master_pid); }
 
+bool DeviceTable::master_running() const noexcept {
+  return master_alive(layout_->master_pid, layout_->master_start);
+}
+
 // --- holders ---
 
 ClaimResult DeviceTable::claim(DeviceId id, const Holder& me, const PeerAddress& peer,

@@ -93,6 +93,9 @@ class DeviceTable {
   std::uint32_t capacity() const noexcept;
   std::uint32_t workers() const noexcept;
   pid_t master_pid() const noexcept;
+  // Whether that master still runs (not a zombie, not a reused pid): a segment a crashed
+  // server left behind answers false.
+  bool master_running() const noexcept;
 
   // --- holders (workers) ---
   // Makes `me` the holder unless another connection holds the device. Atomic across

@@ -207,7 +207,7 @@ class Worker {
   std::uint64_t seen_close_epoch_ = 0;
   SteadyTime next_holder_check_{};
   SteadyTime last_trim_{};
-  std::uint64_t frames_accepted_ = 0;  // since this worker started (the exit log line)
+  std::uint64_t frames_in_at_start_ = 0;  // the counter goes on across respawns (exit log line)
   bool draining_ = false;
   bool said_drained_ = false;
   SteadyTime drain_started_{};
@@ -372,6 +372,7 @@ void Worker::adopt(Fd socket, const PeerAddress& peer) noexcept {
   if (draining_) {
     // Handed over just before the master stopped accepting.
     spdlog::info("closed device=- peer={} reason=server_shutdown", peer.to_string());
+    counters_.count_close("server_shutdown");
     say_to_master(channel::Cmd::connection_closed, peer);
     return;
   }
@@ -554,7 +555,6 @@ bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcep
   table_.set_skew(frame.device, c.skew.value());
   c.last_frame_at = steady_clock::now();
   counters_.frames_in.fetch_add(1, std::memory_order_relaxed);
-  ++frames_accepted_;
   // Room was checked before next(); a refusal here is a broken invariant, never silent.
   if (!sink_.append(frame.device, frame.body)) {
     spdlog::critical("inbound sink refused a frame of device={} after has_room(); record lost",
@@ -991,23 +991,18 @@ void Worker::flush_inbound() noexcept {
 }
 
 int Worker::wait_timeout(SteadyTime now) const noexcept {
-  int timeout = deadlines_.timeout_ms(now);
-  const auto check_ms = std::max<long long>(
-      std::chrono::ceil<std::chrono::milliseconds>(next_holder_check_ - now).count(), 0);
-  timeout = timeout < 0 ? static_cast<int>(check_ms) : std::min(timeout, static_cast<int>(check_ms));
-  if (auto retry = sink_.retry_in()) {
-    int ms = static_cast<int>(std::max<long long>(retry->count(), 1));
-    timeout = timeout < 0 ? ms : std::min(timeout, ms);
-  }
-  if (auto retry = events_.retry_in()) {
-    const int ms = static_cast<int>(retry->count());
-    timeout = timeout < 0 ? ms : std::min(timeout, ms);
-  }
-  if (auto due = next_drain_close()) {
-    const auto ms = static_cast<int>(std::max<long long>(
-        std::chrono::ceil<std::chrono::milliseconds>(*due - now).count(), 0));
-    timeout = timeout < 0 ? ms : std::min(timeout, ms);
-  }
+  int timeout = deadlines_.timeout_ms(now);  // -1: no deadline
+  const auto at_most = [&timeout](long long ms) {
+    const int bounded = static_cast<int>(std::max<long long>(ms, 0));
+    timeout = timeout < 0 ? bounded : std::min(timeout, bounded);
+  };
+  const auto until = [now](SteadyTime t) {
+    return std::chrono::ceil<std::chrono::milliseconds>(t - now).count();
+  };
+  at_most(until(next_holder_check_));
+  if (auto retry = sink_.retry_in()) at_most(std::max<long long>(retry->count(), 1));
+  if (auto retry = events_.retry_in()) at_most(retry->count());
+  if (auto due = next_drain_close()) at_most(until(*due));
   return timeout;
 }
 
@@ -1019,6 +1014,7 @@ int Worker::run() noexcept {
     return 1;
   }
   counters_.pid.store(::getpid(), std::memory_order_relaxed);
+  frames_in_at_start_ = counters_.frames_in.load(std::memory_order_relaxed);
   seen_close_epoch_ = table_.close_epoch();
   say_to_master(channel::Cmd::ready);
   epoll_event events[kMaxEvents];
@@ -1069,7 +1065,7 @@ int Worker::run() noexcept {
     return 1;
   }
   spdlog::info("stopped: {} frames accepted, every record placed in the FIFO or the spool",
-               frames_accepted_);
+               counters_.frames_in.load(std::memory_order_relaxed) - frames_in_at_start_);
   return 0;
 }
 
