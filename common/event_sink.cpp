@@ -1,8 +1,6 @@
 #include "common/event_sink.hpp"
 
-#include <fcntl.h>
 #include <limits.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,11 +11,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/fifo_writer.hpp"
+
 namespace iotsocket {
 namespace {
 
 // The pipe holds this much when the kernel allows it (it may not: then its default).
-constexpr int kWantedPipeSize = 1 << 20;
 // A detail (peer, reason) is far shorter; the cap keeps every line below PIPE_BUF.
 constexpr std::size_t kMaxDetail = 200;
 // Written lines are cut off the front of the buffer once they are this many bytes.
@@ -126,16 +125,14 @@ void EventSink::flush_before_exit(std::chrono::milliseconds budget) noexcept {
 // No reader (ENXIO) is normal: the backend has not opened it yet.
 void EventSink::try_open(Clock::time_point now) noexcept {
   reopen_at_ = now + options_.reopen_delay;
-  Fd opened(::open(options_.path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
-  const int error = opened ? 0 : errno;
-  struct stat st {};
-  if (opened && (::fstat(opened.get(), &st) != 0 || !S_ISFIFO(st.st_mode))) {
+  auto opened = open_fifo_writer(options_.path);
+  if (!opened && opened.error() == ENOTSUP) {
     if (!std::exchange(said_open_failed_, true)) {
       spdlog::error("events FIFO {} is not a FIFO; no events are written", options_.path);
     }
     return;
   }
-  if (!opened && error == ENXIO) {
+  if (!opened && opened.error() == ENXIO) {
     if (!std::exchange(said_no_reader_, true)) {
       spdlog::info("events FIFO {} has no reader; events wait in memory (up to {} KiB) until "
                    "one opens it", options_.path, options_.memory_limit / 1024);
@@ -145,12 +142,11 @@ void EventSink::try_open(Clock::time_point now) noexcept {
   if (!opened) {
     if (!std::exchange(said_open_failed_, true)) {
       spdlog::error("open of events FIFO {} failed: {}; retrying every {} ms", options_.path,
-                    std::strerror(error), options_.reopen_delay.count());
+                    std::strerror(opened.error()), options_.reopen_delay.count());
     }
     return;
   }
-  (void)::fcntl(opened.get(), F_SETPIPE_SZ, kWantedPipeSize);  // a bigger pipe if allowed
-  fifo_ = std::move(opened);
+  fifo_ = std::move(*opened);
   said_no_reader_ = false;
   said_open_failed_ = false;
 }

@@ -11,12 +11,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/fifo_writer.hpp"
 #include "protocol/record.hpp"
 
 namespace iotsocket::worker {
 namespace {
 
-constexpr int kWantedPipeSize = 1 << 20;
 
 std::size_t record_size(std::string_view payload) noexcept {
   const auto escapes = std::count_if(payload.begin(), payload.end(),
@@ -121,9 +121,9 @@ InboundSink::Wait InboundSink::next_wait(Step step) const noexcept {
 void InboundSink::try_open_fifo(Clock::time_point now) noexcept {
   const std::string& path = options_.fifo_path;
   reopen_at_ = now + kReopenDelay;
-  Fd opened(::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+  auto opened = open_fifo_writer(path);
   if (!opened) {
-    const int error = errno;
+    const int error = opened.error();
     if (error == ENXIO) {
       if (!std::exchange(said_no_reader_, true)) {
         spdlog::info("inbound FIFO {} has no reader; records are spooled until one opens it", path);
@@ -134,18 +134,10 @@ void InboundSink::try_open_fifo(Clock::time_point now) noexcept {
     errno = error;
     return;
   }
-  struct stat st {};
-  if (::fstat(opened.get(), &st) != 0 || !S_ISFIFO(st.st_mode)) {
-    fifo_log_.failed("open of inbound FIFO", path, ENOTSUP);
-    errno = ENOTSUP;
-    return;
-  }
-  // A bigger pipe absorbs bursts; unprivileged processes may be refused, which is fine.
-  ::fcntl(opened.get(), F_SETPIPE_SZ, kWantedPipeSize);
-  const int capacity = ::fcntl(opened.get(), F_GETPIPE_SZ);
+  const int capacity = ::fcntl(opened->get(), F_GETPIPE_SZ);
   if (capacity > 0) pipe_capacity_ = static_cast<std::size_t>(capacity);
   // Replacing a `lost` descriptor only now keeps the pipe (and its unread bytes) alive.
-  fifo_ = std::move(opened);
+  fifo_ = std::move(*opened);
   fifo_state_ = FifoState::open;
   fifo_log_.recovered("inbound FIFO " + path);
   if (std::exchange(said_no_reader_, false)) spdlog::info("inbound FIFO {} has a reader", path);
