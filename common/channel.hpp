@@ -23,6 +23,9 @@
 //                                             send its queued pushes
 //                      push_returned (+payload)  a push that was not written (the connection
 //                                             was gone or closed first): route it again
+//                      pushes_settled (+payload)  these pushes (their queued_at_ns stamps,
+//                                             native int64s) are written whole (or dropped
+//                                             for good): the master forgets its copies
 //                      drained                every connection is closed: send no more
 //                                             pushes, send finish
 //                      fence                  the echo: the pushes sent before it are back
@@ -31,6 +34,9 @@
 //
 // Pushes carry their payload after the fixed part, in the same record (SEQPACKET keeps
 // records whole), so a message is at most sizeof(Message) + kMaxPayload bytes.
+// The master keeps a copy of every push it sends until the worker settles it
+// (pushes_settled, or push_returned): those of a worker that dies go back to their devices'
+// queues. So no crash loses a push; one written just before a crash may come twice.
 // Every message carries the worker's generation (bumped on each respawn); the master ignores
 // messages of a generation it no longer runs. A worker exits when its channel reads EOF:
 // the master is gone.
@@ -63,6 +69,7 @@ enum class Cmd : std::uint8_t {
   finish,
   fence,
   reloaded,
+  pushes_settled,
 };
 
 // The largest payload a message carries: one push body (PROTOCOL.md rule 10).
@@ -87,8 +94,11 @@ struct Message {
 // Whether a command carries a payload after the fixed part.
 constexpr bool carries_payload(Cmd cmd) noexcept {
   return cmd == Cmd::push || cmd == Cmd::push_returned || cmd == Cmd::reload_tls ||
-         cmd == Cmd::reloaded;
+         cmd == Cmd::reloaded || cmd == Cmd::pushes_settled;
 }
+
+// pushes_settled: stamps travel as native int64s, as many as one payload holds.
+inline constexpr std::size_t kStampsPerMessage = kMaxPayload / sizeof(std::int64_t);
 static_assert(std::is_trivially_copyable_v<Message>);
 
 // Would-block is a value, not an error.

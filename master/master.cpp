@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -98,6 +99,9 @@ struct WorkerSlot {
   std::uint32_t connections = 0;
   std::unordered_map<IpKey, std::uint32_t, IpKeyHash> per_ip;
   std::deque<Outgoing> outbox;  // in order, behind anything not yet sent
+  // Every push sent to it and not yet settled (written whole, dropped, or handed back), by
+  // stamp: when it dies, these go back to their devices' queues.
+  std::map<std::int64_t, Outgoing> unsettled;
   std::uint32_t reload_answers_due = 0;  // reload_tls / reload_settings not yet answered
   std::size_t outbox_bytes = 0;
   bool writable_watched = false;
@@ -146,6 +150,7 @@ class Master {
   void forget_connection(WorkerSlot& w, const IpKey& ip);
   void reap();
   void worker_gone(WorkerSlot& w, int status);
+  void forget_settled(WorkerSlot& w, const std::string& stamps);
   void begin_shutdown();
   void stop_now();
   void reload();
@@ -363,6 +368,9 @@ bool Master::send_to(std::uint32_t index, const channel::Message& m, std::string
   if (index >= workers_.size()) return false;
   WorkerSlot& w = workers_[index];
   if (w.state == WorkerState::exited || w.state == WorkerState::finishing || !w.channel) return false;
+  if (m.cmd == channel::Cmd::push) {
+    w.unsettled.insert_or_assign(m.queued_at_ns, Outgoing{m, payload});
+  }
   send_in_order(w, m, std::move(payload));
   return true;
 }
@@ -627,7 +635,11 @@ void Master::on_worker(std::size_t index) {
         router_->device_online(static_cast<std::uint32_t>(index), r.message);
         break;
       case channel::Cmd::push_returned:
+        w.unsettled.erase(r.message.queued_at_ns);
         router_->returned(static_cast<std::uint32_t>(index), r.message, std::move(r.payload));
+        break;
+      case channel::Cmd::pushes_settled:
+        forget_settled(w, r.payload);
         break;
       case channel::Cmd::reloaded:
         reload_answered(w, r.payload);
@@ -649,6 +661,19 @@ void Master::on_worker(std::size_t index) {
   }
 }
 
+void Master::forget_settled(WorkerSlot& w, const std::string& stamps) {
+  if (stamps.size() % sizeof(std::int64_t) != 0) {
+    spdlog::warn("worker {} sent pushes_settled of {} bytes; ignored",
+                 &w - workers_.data(), stamps.size());
+    return;
+  }
+  for (std::size_t at = 0; at < stamps.size(); at += sizeof(std::int64_t)) {
+    std::int64_t stamp = 0;
+    std::memcpy(&stamp, stamps.data() + at, sizeof stamp);
+    w.unsettled.erase(stamp);
+  }
+}
+
 void Master::reap() {
   for (;;) {
     int status = 0;
@@ -662,6 +687,8 @@ void Master::reap() {
 
 void Master::worker_gone(WorkerSlot& w, int status) {
   const auto index = static_cast<std::size_t>(&w - workers_.data());
+  // SIGCHLD may come before its last messages are read: pushes it handed back or settled.
+  if (w.channel) on_worker(index);
   const bool expected = stopping_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   if (expected) {
     spdlog::info("worker {} (pid {}) exited", index, w.pid);
@@ -677,7 +704,7 @@ void Master::worker_gone(WorkerSlot& w, int status) {
   w.connections = 0;
   w.per_ip.clear();
   w.state = WorkerState::exited;
-  w.channel.reset();
+  w.channel.reset();  // after on_worker() above read what it had sent
   w.reload_answers_due = 0;  // a respawned worker starts with the settings of now
   finish_reload_when_answered();
   w.writable_watched = false;
@@ -687,12 +714,17 @@ void Master::worker_gone(WorkerSlot& w, int status) {
   const std::size_t freed =
       table_->release_worker(static_cast<std::uint32_t>(index), protocol::Time{});
   if (freed > 0) spdlog::info("worker {}: {} devices released from the device table", index, freed);
-  // Pushes it never received go back to their devices' queues.
-  std::vector<std::pair<channel::Message, std::string>> unsent;
-  for (auto& o : w.outbox) {
-    if (o.message.cmd == channel::Cmd::push) unsent.emplace_back(o.message, std::move(o.payload));
+  // Pushes it had not written whole (never received, or still in its memory) go back to
+  // their devices' queues, oldest first.
+  if (!w.unsettled.empty()) {
+    spdlog::info("worker {}: {} pushes the worker had not written go back to their devices' "
+                 "queues", index, w.unsettled.size());
+    std::vector<std::pair<channel::Message, std::string>> unsettled;
+    unsettled.reserve(w.unsettled.size());
+    for (auto& [stamp, o] : w.unsettled) unsettled.emplace_back(o.message, std::move(o.payload));
+    w.unsettled.clear();
+    router_->requeue(std::move(unsettled));
   }
-  if (!unsent.empty()) router_->requeue(std::move(unsent));
   router_->worker_gone(static_cast<std::uint32_t>(index));  // it will echo no fence
   w.outbox.clear();
   w.outbox_bytes = 0;

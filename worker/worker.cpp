@@ -120,6 +120,7 @@ class Worker {
   void say_to_master(channel::Cmd cmd, const PeerAddress& peer = {}) noexcept;
   void send_to_master(const channel::Message& m, std::string payload = {}) noexcept;
   void flush_outbox() noexcept;
+  void report_settled() noexcept;
   void watch_channel_writable(bool on) noexcept;
 
   // pushes
@@ -203,6 +204,9 @@ class Worker {
     std::string payload;
   };
   std::deque<Outgoing> outbox_;  // messages to the master while its channel is full
+  // Stamps of pushes written whole (or dropped) since the master was last told: it keeps a
+  // copy of each until then, for the case that this process dies.
+  std::vector<std::int64_t> settled_;
   bool channel_writable_watched_ = false;
   std::uint64_t seen_close_epoch_ = 0;
   SteadyTime next_holder_check_{};
@@ -246,6 +250,17 @@ void Worker::send_to_master(const channel::Message& m, std::string payload) noex
   }
   outbox_.push_back(Outgoing{m, std::move(payload)});
   watch_channel_writable(true);
+}
+
+// Once per loop pass: one message for every push written since the last.
+void Worker::report_settled() noexcept {
+  for (std::size_t at = 0; at < settled_.size(); at += channel::kStampsPerMessage) {
+    const std::size_t count = std::min(channel::kStampsPerMessage, settled_.size() - at);
+    send_to_master(channel::Message{.cmd = channel::Cmd::pushes_settled, .generation = generation_},
+                   std::string(reinterpret_cast<const char*>(settled_.data() + at),
+                               count * sizeof(std::int64_t)));
+  }
+  settled_.clear();
 }
 
 void Worker::flush_outbox() noexcept {
@@ -803,6 +818,7 @@ void Worker::queue_push(Connection& c, std::string payload, std::int64_t queued_
     // The master checked the payload (parse_record); this is a broken invariant.
     spdlog::critical("device={} push not framed: {}; dropped", device_text(c),
                      protocol::name(*error));
+    settled_.push_back(queued_at_ns);
     if (q.entries.empty() && q.unsent() == 0) c.out.reset();
     return;
   }
@@ -856,7 +872,10 @@ bool Worker::write_pending(Connection& c) noexcept {
     while (done < q.entries.size() && q.entries[done].end <= q.written) ++done;
     if (done > 0) {
       counters_.pushes_out.fetch_add(done, std::memory_order_relaxed);
-      for (std::size_t i = 0; i < done; ++i) events_.push_delivered(*c.session.device());
+      for (std::size_t i = 0; i < done; ++i) {
+        events_.push_delivered(*c.session.device());
+        settled_.push_back(q.entries[i].queued_at_ns);
+      }
       q.entries.erase(q.entries.begin(), q.entries.begin() + static_cast<std::ptrdiff_t>(done));
     }
   }
@@ -1040,6 +1059,7 @@ int Worker::run() noexcept {
     check_holds(now);
     drain_step(now);
     flush_inbound();
+    report_settled();
     events_.flush();
     if (handshakes_since_trim_ >= kTrimAfterHandshakes && now - last_trim_ >= kTrimInterval) {
       ::malloc_trim(0);
@@ -1048,6 +1068,7 @@ int Worker::run() noexcept {
     }
   }
   close_all("server_shutdown");
+  report_settled();
   // Pushes handed back by the closes above: the master puts them in the offline queue.
   for (int tries = 0; tries < 2000 && !outbox_.empty(); ++tries) {
     flush_outbox();

@@ -37,6 +37,44 @@ std::unique_ptr<Device> logged_in(TestServer& server, InboundReader& reader, std
   return d;
 }
 
+int number_of(const PushFrame& push) { return std::stoi(push.payload.substr(2)); }
+
+// Reads pushes "n=...;" until "n=<count-1>;" arrives (or 30 s pass).
+std::vector<PushFrame> read_through_last(Device& device, int count) {
+  std::vector<PushFrame> all;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         (all.empty() || number_of(all.back()) != count - 1)) {
+    auto some = device.read_pushes(1, 1s);
+    all.insert(all.end(), some.begin(), some.end());
+  }
+  return all;
+}
+
+// `first` came on the old connection and `rest` on the next: together they are the pushes
+// "n=0;..." to "n=<count-1>;..." in order, none lost. `first` is 0 to k-1, and `rest` runs
+// on from at most k to count-1; it may start up to `max_repeats` pushes back (those that
+// were written when the old connection ended come again: at least once).
+void expect_every_push_in_order(const std::vector<PushFrame>& first,
+                                const std::vector<PushFrame>& rest, int count,
+                                int max_repeats) {
+  std::string all;
+  for (const auto* batch : {&first, &rest}) {
+    for (const auto& p : *batch) all += std::to_string(number_of(p)) + ",";
+    all += " | ";
+  }
+  const int k = static_cast<int>(first.size());
+  for (int i = 0; i < k; ++i) ASSERT_EQ(number_of(first[static_cast<std::size_t>(i)]), i) << all;
+  ASSERT_FALSE(rest.empty()) << all;
+  const int from = number_of(rest.front());
+  EXPECT_LE(from, k) << "pushes lost: " << all;
+  EXPECT_GE(from, k - max_repeats) << "too many pushes sent twice: " << all;
+  ASSERT_EQ(rest.size(), static_cast<std::size_t>(count - from)) << all;
+  for (std::size_t i = 0; i < rest.size(); ++i) {
+    ASSERT_EQ(number_of(rest[i]), from + static_cast<int>(i)) << "out of order: " << all;
+  }
+}
+
 class PushTest : public ::testing::Test {
  protected:
   explicit PushTest(ServerOptions options = {}) : server_(std::move(options)) {}
@@ -293,27 +331,51 @@ TEST_F(SmallWriteQueueTest, ADeviceThatDoesNotReadIsClosedAndItsUnsentPushesWait
   // At once: pushes the master had already sent toward the closed connection are still
   // coming back (the fence makes the new connection wait for them).
   auto again = logged_in(server_, *reader_, kFirstId + 10);
-  auto rest = again->read_pushes(kPushes - first.size(), 30s);
-  auto repeat = again->read_pushes(1, 500ms);  // one cut short by the close may come again
-  rest.insert(rest.end(), repeat.begin(), repeat.end());
-  // Every push arrives, in order; only one cut short by the close may come twice.
-  std::vector<int> seen;
-  for (const auto* batch : {&first, &rest}) {
-    for (const auto& p : *batch) seen.push_back(std::stoi(p.payload.substr(2)));
-  }
-  ASSERT_FALSE(seen.empty());
-  int expected = 0;
-  int repeats = 0;
-  for (int n : seen) {
-    if (n == expected - 1) {
-      ++repeats;
-      continue;
-    }
-    ASSERT_EQ(n, expected) << "pushes out of order or lost; first " << first.size() << " rest " << rest.size() << " seen " << [&] { std::string t; for (int x : seen) t += std::to_string(x) + ","; return t; }();
-    ++expected;
-  }
-  EXPECT_EQ(expected, kPushes);
-  EXPECT_LE(repeats, 1);
+  // Only the one cut short by the close may come again.
+  expect_every_push_in_order(first, read_through_last(*again, kPushes), kPushes, 1);
+}
+
+// A device that reads nothing, a write queue deep enough to keep its pushes in the worker
+// (and an offline queue deep enough to take them all back), and then the worker is killed:
+// the master still holds every push the worker had not written whole, and they reach the
+// device at its next login.
+class DeepWriteQueueTest : public PushTest {
+ protected:
+  DeepWriteQueueTest()
+      : PushTest(ServerOptions{.extra_yaml = "push: {write_queue: 64MiB, offline_max: 1000}\n"}) {}
+};
+
+TEST_F(DeepWriteQueueTest, PushesAKilledWorkerHadNotWrittenReachTheDeviceAtItsNextLogin) {
+  constexpr int kPushes = 300;
+  const std::string filler(30'000, 'k');  // 9 MB: more than the socket buffers take
+  const std::uint64_t id = kFirstId + 11;
+  auto sleeper = logged_in(server_, *reader_, id);
+  auto witness = logged_in(server_, *reader_, kFirstId + 12);
+  std::string text;
+  for (int i = 0; i < kPushes; ++i) text += line(id, "n=" + std::to_string(i) + ";" + filler);
+  // The master reads the FIFO in order: once the witness has its push, every push before
+  // it has been handed to the sleeper's worker.
+  text += line(kFirstId + 12, "after-the-others");
+  std::thread writer([&] { server_.push_lines(text); });
+  ASSERT_EQ(witness->read_pushes(1, 30s).size(), 1u) << server_.log();
+  writer.join();
+
+  const auto show = server_.ctl({"devices", "show", std::to_string(id)});
+  const auto at = show.out.find("worker_pid: ");
+  ASSERT_NE(at, std::string::npos) << show.out;
+  const pid_t victim = std::stoi(show.out.substr(at + 12));
+  ASSERT_GT(victim, 0);
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(server_.wait_for_log("(pid " + std::to_string(victim) + ") died"));
+
+  // What the kernel had buffered before the kill, then the rest after a new login.
+  auto first = sleeper->read_pushes(kPushes, 3s);
+  ASSERT_LT(first.size(), static_cast<std::size_t>(kPushes)) << "the worker held none";
+  ASSERT_TRUE(server_.wait_for_log("pushes the worker had not written go back"));
+  auto again = logged_in(server_, *reader_, id);
+  // Those written in the worker's last moments (its reports of written pushes go once per
+  // loop pass) may come again; none may be lost.
+  expect_every_push_in_order(first, read_through_last(*again, kPushes), kPushes, kPushes);
 }
 
 // ---- clones ---------------------------------------------------------------------------

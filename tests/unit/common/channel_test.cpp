@@ -1,0 +1,141 @@
+// The master <-> worker channel over a real socketpair: records arrive whole and in order,
+// a payload travels only with the commands that carry one, a passed socket arrives open,
+// and a full channel is a value (would_block), not an error.
+#include "common/channel.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace iotsocket::channel {
+namespace {
+
+struct Pair {
+  Fd master;
+  Fd worker;
+};
+
+Pair make() {
+  Pair p;
+  EXPECT_TRUE(make_pair(p.master, p.worker)) << std::strerror(errno);
+  return p;
+}
+
+TEST(Channel, APushAndItsPayloadArriveWholeAndInOrder) {
+  Pair p = make();
+  const Message push{.cmd = Cmd::push, .generation = 7, .device = 1234567890, .slot = 3,
+                     .conn_generation = 9, .queued_at_ns = 42};
+  ASSERT_EQ(send(p.master.get(), push, std::string(kMaxPayload, 'x')), Io::ok);
+  ASSERT_EQ(send(p.master.get(), Message{.cmd = Cmd::fence, .device = 5}), Io::ok);
+
+  Received first = receive(p.worker.get());
+  ASSERT_EQ(first.io, Io::ok);
+  EXPECT_EQ(first.message.cmd, Cmd::push);
+  EXPECT_EQ(first.message.generation, 7u);
+  EXPECT_EQ(first.message.device, 1234567890u);
+  EXPECT_EQ(first.message.slot, 3u);
+  EXPECT_EQ(first.message.conn_generation, 9u);
+  EXPECT_EQ(first.message.queued_at_ns, 42);
+  EXPECT_EQ(first.payload, std::string(kMaxPayload, 'x'));
+  Received second = receive(p.worker.get());
+  ASSERT_EQ(second.io, Io::ok);
+  EXPECT_EQ(second.message.cmd, Cmd::fence);
+  EXPECT_TRUE(second.payload.empty());
+  EXPECT_EQ(receive(p.worker.get()).io, Io::would_block);
+}
+
+TEST(Channel, AFullMessageOfSettledStampsArrivesWhole) {
+  Pair p = make();
+  std::vector<std::int64_t> stamps(kStampsPerMessage);
+  for (std::size_t i = 0; i < stamps.size(); ++i) {
+    stamps[i] = 1'700'000'000'000'000'000 + static_cast<std::int64_t>(i);
+  }
+  const std::string payload(reinterpret_cast<const char*>(stamps.data()),
+                            stamps.size() * sizeof(std::int64_t));
+  ASSERT_EQ(payload.size(), kMaxPayload);
+  ASSERT_EQ(send(p.worker.get(), Message{.cmd = Cmd::pushes_settled}, payload), Io::ok);
+  Received r = receive(p.master.get());
+  ASSERT_EQ(r.io, Io::ok);
+  EXPECT_EQ(r.message.cmd, Cmd::pushes_settled);
+  std::vector<std::int64_t> back(r.payload.size() / sizeof(std::int64_t));
+  std::memcpy(back.data(), r.payload.data(), r.payload.size());
+  EXPECT_EQ(back, stamps);
+}
+
+TEST(Channel, APayloadOverTheLimitIsRefusedAndNothingIsSent) {
+  Pair p = make();
+  EXPECT_EQ(send(p.master.get(), Message{.cmd = Cmd::push}, std::string(kMaxPayload + 1, 'x')),
+            Io::error);
+  EXPECT_EQ(errno, EMSGSIZE);
+  EXPECT_EQ(receive(p.worker.get()).io, Io::would_block);
+}
+
+TEST(Channel, APayloadOnACommandThatCarriesNoneIsAnError) {
+  Pair p = make();
+  ASSERT_EQ(send(p.master.get(), Message{.cmd = Cmd::shutdown}, std::string("stray")), Io::ok);
+  EXPECT_EQ(receive(p.worker.get()).io, Io::error);
+}
+
+TEST(Channel, APassedSocketArrivesOpenWithItsNewConnection) {
+  Pair p = make();
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  Fd read_end(pipe_fds[0]);
+  Fd write_end(pipe_fds[1]);
+  ASSERT_EQ(send(p.master.get(), Message{.cmd = Cmd::new_connection}, read_end.get()), Io::ok);
+  Received r = receive(p.worker.get());
+  ASSERT_EQ(r.io, Io::ok);
+  ASSERT_TRUE(r.fd.valid());
+  EXPECT_FALSE(r.fd_lost);
+  EXPECT_NE(r.fd.get(), read_end.get());
+  // The same pipe: what is written at the other end can be read from the passed one.
+  ASSERT_EQ(::write(write_end.get(), "ok", 2), 2);
+  char buffer[2];
+  ASSERT_EQ(::read(r.fd.get(), buffer, 2), 2);
+  EXPECT_EQ(std::string(buffer, 2), "ok");
+  EXPECT_NE(::fcntl(r.fd.get(), F_GETFD) & FD_CLOEXEC, 0);
+}
+
+TEST(Channel, ANewConnectionWithoutItsSocketIsAnError) {
+  Pair p = make();
+  ASSERT_EQ(send(p.master.get(), Message{.cmd = Cmd::new_connection}), Io::ok);
+  EXPECT_EQ(receive(p.worker.get()).io, Io::error);
+}
+
+TEST(Channel, AFullChannelIsWouldBlockAndWhatWasSentStillArrivesWhole) {
+  Pair p = make();
+  const std::string payload(30'000, 'p');
+  std::size_t sent = 0;
+  Io io = Io::ok;
+  for (; sent < 100'000; ++sent) {
+    const Message push{.cmd = Cmd::push, .queued_at_ns = static_cast<std::int64_t>(sent)};
+    io = send(p.master.get(), push, payload);
+    if (io != Io::ok) break;
+  }
+  ASSERT_EQ(io, Io::would_block);
+  ASSERT_GT(sent, 0u);
+  for (std::size_t i = 0; i < sent; ++i) {
+    Received r = receive(p.worker.get());
+    ASSERT_EQ(r.io, Io::ok) << "message " << i;
+    ASSERT_EQ(r.message.queued_at_ns, static_cast<std::int64_t>(i));
+    ASSERT_EQ(r.payload.size(), payload.size());
+  }
+  EXPECT_EQ(receive(p.worker.get()).io, Io::would_block);
+}
+
+TEST(Channel, TheOtherEndClosedIsClosed) {
+  Pair p = make();
+  p.master.reset();
+  EXPECT_EQ(receive(p.worker.get()).io, Io::closed);
+}
+
+}  // namespace
+}  // namespace iotsocket::channel
