@@ -2,18 +2,17 @@
 
 #include <arpa/inet.h>
 
-#include <charconv>
 #include <string>
+
+#include "config/units.hpp"
 
 namespace iotsocket::config {
 namespace {
 
 std::optional<std::uint16_t> parse_port(std::string_view text) {
-  unsigned value = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc{} || ptr != end || value > 65535) return std::nullopt;
-  return static_cast<std::uint16_t>(value);
+  const auto value = parse_unsigned(text);
+  if (!value || *value > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(*value);
 }
 
 bool is_literal(int family, const std::string& address) {

@@ -3,6 +3,7 @@
 // Children report through their exit code only (gtest assertions do not cross fork()).
 #include "shm/device_table.hpp"
 #include "shm/refusal.hpp"
+#include "shm/worker_counters.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -771,7 +772,21 @@ TEST(RefusalCode, EveryRecordedReasonRoundTrips) {
     EXPECT_EQ(refusal_name(code), reason);
   }
   EXPECT_EQ(refusal_code("unknown_device"), 0);
+  EXPECT_EQ(refusal_code("registry_error"), 0);
   EXPECT_EQ(refusal_code("device_table_full"), 0);
+  EXPECT_EQ(refusal_code("idle_timeout"), 0);  // a close, not a refusal
+  EXPECT_EQ(refusal_code("no_such_reason"), 0);
+  // Every frame error is recorded, and no code is a close's.
+  std::size_t recorded = 0;
+  for (const CloseReason& reason : kCloseReasons) {
+    const std::uint8_t code = refusal_code(reason.name);
+    if (code == 0) continue;
+    ++recorded;
+    EXPECT_TRUE(reason.rejection) << reason.name;
+    EXPECT_EQ(refusal_name(code), reason.name);
+  }
+  EXPECT_EQ(recorded, static_cast<std::size_t>(protocol::FrameError::key_mismatch) + 1 + 3)
+      << "every frame error, and wrong_key, disabled_device, duplicate_login";
   EXPECT_EQ(refusal_name(0), "");
   EXPECT_EQ(refusal_name(255), "");
 }
