@@ -23,9 +23,9 @@
 //                                             send its queued pushes
 //                      push_returned (+payload)  a push that was not written (the connection
 //                                             was gone or closed first): route it again
-//                      pushes_settled (+payload)  these pushes (their queued_at_ns stamps,
-//                                             native int64s) are written whole (or dropped
-//                                             for good): the master forgets its copies
+//                      pushes_settled (+payload)  these pushes (their seq numbers, native
+//                                             uint64s) are written whole (or dropped for
+//                                             good): the master forgets its copies
 //                      drained                every connection is closed: send no more
 //                                             pushes, send finish
 //                      fence                  the echo: the pushes sent before it are back
@@ -35,8 +35,9 @@
 // Pushes carry their payload after the fixed part, in the same record (SEQPACKET keeps
 // records whole), so a message is at most sizeof(Message) + kMaxPayload bytes.
 // The master keeps a copy of every push it sends until the worker settles it
-// (pushes_settled, or push_returned): those of a worker that dies go back to their devices'
-// queues. So no crash loses a push; one written just before a crash may come twice.
+// (pushes_settled, or push_returned with its seq): those of a worker that dies go back to
+// their devices' queues (master/in_flight.hpp). So no crash loses a push; one written just
+// before a crash may come twice.
 // Every message carries the worker's generation (bumped on each respawn); the master ignores
 // messages of a generation it no longer runs. A worker exits when its channel reads EOF:
 // the master is gone.
@@ -89,6 +90,9 @@ struct Message {
   // push_returned: more pushes of the same closed connection follow, in order; the master
   // puts the whole batch back at the front of the device's offline queue at once.
   bool more = false;
+  // push, push_returned: the push's number in the master's sequence for this worker
+  // (master/in_flight.hpp); pushes_settled carries such numbers as its payload.
+  std::uint64_t seq = 0;
 };
 
 // Whether a command carries a payload after the fixed part.
@@ -97,8 +101,8 @@ constexpr bool carries_payload(Cmd cmd) noexcept {
          cmd == Cmd::reloaded || cmd == Cmd::pushes_settled;
 }
 
-// pushes_settled: stamps travel as native int64s, as many as one payload holds.
-inline constexpr std::size_t kStampsPerMessage = kMaxPayload / sizeof(std::int64_t);
+// pushes_settled: seq numbers travel as native uint64s, as many as one payload holds.
+inline constexpr std::size_t kSeqsPerMessage = kMaxPayload / sizeof(std::uint64_t);
 static_assert(std::is_trivially_copyable_v<Message>);
 
 // Would-block is a value, not an error.

@@ -85,7 +85,9 @@ int main(int argc, char** argv) {
                    "long random strings (as `devices add` generates), never for chosen ones");
 
   CLI::App* status = app.add_subcommand(
-      "status", "Connected devices (worker, peer, since) and per-worker counts, live");
+      "status",
+      "Connected devices (worker, peer, since), per-worker counters, and rejections and closes "
+      "by reason since the server started, live");
 
   std::string payload;
   CLI::App* push = app.add_subcommand(

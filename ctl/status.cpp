@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include <fmt/chrono.h>
 #include <fmt/core.h>
@@ -9,8 +11,60 @@
 #include "ctl/server.hpp"
 #include "ctl/time_text.hpp"
 #include "shm/device_table.hpp"
+#include "shm/worker_counters.hpp"
 
 namespace iotsocket::ctl {
+namespace {
+
+using shm::WorkerCounters;
+
+void print_workers(const shm::DeviceTable& table) {
+  constexpr std::string_view kRow =
+      "{:>6}  {:>8}  {:>11}  {:>7}  {:>8}  {:>12}  {:>10}  {:>14}  {:>14}\n";
+  fmt::print("\n");
+  fmt::print(kRow, "WORKER", "PID", "CONNECTIONS", "DEVICES", "LOGINS", "FRAMES_IN", "PUSHES_OUT",
+             "BYTES_IN", "BYTES_OUT");
+  std::uint64_t memory = 0;
+  std::uint64_t spool = 0;
+  for (std::uint32_t w = 0; w < table.workers(); ++w) {
+    const WorkerCounters& c = table.counters(w);
+    fmt::print(kRow, w, c.pid.load(), WorkerCounters::get(c.connections),
+               WorkerCounters::get(c.devices), WorkerCounters::get(c.logins),
+               WorkerCounters::get(c.frames_in), WorkerCounters::get(c.pushes_out),
+               WorkerCounters::get(c.bytes_in), WorkerCounters::get(c.bytes_out));
+    memory += WorkerCounters::get(c.memory_bytes);
+    spool = std::max(spool, WorkerCounters::get(c.spool_bytes));  // one spool, seen by each
+  }
+  fmt::print("inbound records waiting: {} bytes in memory, {} bytes in the spool\n", memory, spool);
+}
+
+// "rejected: wrong_key 2, time_skew 1" and "closed: peer_closed 5, ...", since the server
+// started, most frequent first (README "Reason codes").
+void print_reasons(const shm::DeviceTable& table) {
+  std::vector<std::pair<std::uint64_t, std::size_t>> rejected, closed;
+  for (std::size_t i = 0; i < shm::kCloseReasonCount; ++i) {
+    std::uint64_t sum = 0;
+    for (std::uint32_t w = 0; w < table.workers(); ++w) {
+      sum += WorkerCounters::get(table.counters(w).closes[i]);
+    }
+    if (sum > 0) (shm::kCloseReasons[i].rejection ? rejected : closed).emplace_back(sum, i);
+  }
+  auto print = [](std::string_view label, auto& counts) {
+    std::stable_sort(counts.begin(), counts.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    fmt::print("{}:", label);
+    if (counts.empty()) fmt::print(" none");
+    for (std::size_t k = 0; k < counts.size(); ++k) {
+      fmt::print("{} {} {}", k == 0 ? "" : ",", shm::kCloseReasons[counts[k].second].name,
+                 counts[k].first);
+    }
+    fmt::print("\n");
+  };
+  print("rejected", rejected);
+  print("closed", closed);
+}
+
+}  // namespace
 
 int status(const config::Config& config) {
   auto table = shm::DeviceTable::attach(config.runtime.shm_name);
@@ -24,13 +78,8 @@ int status(const config::Config& config) {
     fmt::print(kRow, protocol::to_string(d.id), d.holder.worker, d.peer.to_string(),
                iso_utc(d.since_unix));
   }
-  fmt::print("\n{:>6}  {:>8}  {:>11}  {:>7}  {:>12}  {:>10}\n", "WORKER", "PID", "CONNECTIONS",
-             "DEVICES", "FRAMES_IN", "PUSHES_OUT");
-  for (std::uint32_t w = 0; w < table->workers(); ++w) {
-    const shm::WorkerCounters& c = table->counters(w);
-    fmt::print("{:>6}  {:>8}  {:>11}  {:>7}  {:>12}  {:>10}\n", w, c.pid.load(),
-               c.connections.load(), c.devices.load(), c.frames_in.load(), c.pushes_out.load());
-  }
+  print_workers(*table);
+  print_reasons(*table);
   fmt::print("\n{} devices connected, master pid {}\n", devices.size(), table->master_pid());
   return kExitOk;
 }

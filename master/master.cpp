@@ -22,7 +22,6 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -34,6 +33,7 @@
 #include "common/net.hpp"
 #include "common/registry.hpp"
 #include "config/host_port.hpp"
+#include "master/in_flight.hpp"
 #include "master/metrics_server.hpp"
 #include "master/metrics_snapshot.hpp"
 #include "config/reload.hpp"
@@ -99,9 +99,9 @@ struct WorkerSlot {
   std::uint32_t connections = 0;
   std::unordered_map<IpKey, std::uint32_t, IpKeyHash> per_ip;
   std::deque<Outgoing> outbox;  // in order, behind anything not yet sent
-  // Every push sent to it and not yet settled (written whole, dropped, or handed back), by
-  // stamp: when it dies, these go back to their devices' queues.
-  std::map<std::int64_t, Outgoing> unsettled;
+  // Every push sent to it and not yet settled (written whole, dropped, or handed back):
+  // when it dies, these go back to their devices' queues.
+  InFlightPushes in_flight;
   std::uint32_t reload_answers_due = 0;  // reload_tls / reload_settings not yet answered
   std::size_t outbox_bytes = 0;
   bool writable_watched = false;
@@ -134,7 +134,7 @@ class Master {
   WorkerSlot* least_loaded(const std::vector<const WorkerSlot*>& skip = {});
   void on_worker(std::size_t index);
   bool send_to(std::uint32_t index, const channel::Message& m, std::string payload);
-  void send_in_order(WorkerSlot& w, const channel::Message& m, std::string payload = {});
+  void send_in_order(WorkerSlot& w, const channel::Message& m, std::string_view payload = {});
   void tell_workers(channel::Cmd cmd, std::string payload = {});
   void ask_workers_to_reload(channel::Cmd cmd, std::string payload = {});
   void reload_answered(WorkerSlot& w, const std::string& failure);
@@ -150,7 +150,7 @@ class Master {
   void forget_connection(WorkerSlot& w, const IpKey& ip);
   void reap();
   void worker_gone(WorkerSlot& w, int status);
-  void forget_settled(WorkerSlot& w, const std::string& stamps);
+  void forget_settled(WorkerSlot& w, const std::string& seqs);
   void begin_shutdown();
   void stop_now();
   void reload();
@@ -368,15 +368,18 @@ bool Master::send_to(std::uint32_t index, const channel::Message& m, std::string
   if (index >= workers_.size()) return false;
   WorkerSlot& w = workers_[index];
   if (w.state == WorkerState::exited || w.state == WorkerState::finishing || !w.channel) return false;
-  if (m.cmd == channel::Cmd::push) {
-    w.unsettled.insert_or_assign(m.queued_at_ns, Outgoing{m, payload});
+  if (m.cmd != channel::Cmd::push) {
+    send_in_order(w, m, payload);
+    return true;
   }
-  send_in_order(w, m, std::move(payload));
+  // The copy the master keeps is the one sent: no second copy of the payload.
+  const auto [message, kept] = w.in_flight.add(m, std::move(payload));
+  send_in_order(w, message, kept);
   return true;
 }
 
 // Sends now, or queues behind what waits in the worker's outbox (a full channel).
-void Master::send_in_order(WorkerSlot& w, const channel::Message& m, std::string payload) {
+void Master::send_in_order(WorkerSlot& w, const channel::Message& m, std::string_view payload) {
   events_.flush();  // our events (push_queued) before the worker's answer (push_delivered)
   channel::Message message = m;
   message.generation = w.generation;
@@ -389,8 +392,8 @@ void Master::send_in_order(WorkerSlot& w, const channel::Message& m, std::string
       return;
     }
   }
-  w.outbox_bytes += queued_size(payload);
-  w.outbox.push_back(Outgoing{message, std::move(payload)});
+  w.outbox.push_back(Outgoing{message, std::string(payload)});
+  w.outbox_bytes += queued_size(w.outbox.back().payload);
   watch_writable(w, true);
 }
 
@@ -635,7 +638,7 @@ void Master::on_worker(std::size_t index) {
         router_->device_online(static_cast<std::uint32_t>(index), r.message);
         break;
       case channel::Cmd::push_returned:
-        w.unsettled.erase(r.message.queued_at_ns);
+        w.in_flight.settle(r.message.seq);
         router_->returned(static_cast<std::uint32_t>(index), r.message, std::move(r.payload));
         break;
       case channel::Cmd::pushes_settled:
@@ -661,16 +664,16 @@ void Master::on_worker(std::size_t index) {
   }
 }
 
-void Master::forget_settled(WorkerSlot& w, const std::string& stamps) {
-  if (stamps.size() % sizeof(std::int64_t) != 0) {
-    spdlog::warn("worker {} sent pushes_settled of {} bytes; ignored",
-                 &w - workers_.data(), stamps.size());
+void Master::forget_settled(WorkerSlot& w, const std::string& seqs) {
+  if (seqs.size() % sizeof(std::uint64_t) != 0) {
+    spdlog::warn("worker {} sent pushes_settled of {} bytes; ignored", &w - workers_.data(),
+                 seqs.size());
     return;
   }
-  for (std::size_t at = 0; at < stamps.size(); at += sizeof(std::int64_t)) {
-    std::int64_t stamp = 0;
-    std::memcpy(&stamp, stamps.data() + at, sizeof stamp);
-    w.unsettled.erase(stamp);
+  for (std::size_t at = 0; at < seqs.size(); at += sizeof(std::uint64_t)) {
+    std::uint64_t seq = 0;
+    std::memcpy(&seq, seqs.data() + at, sizeof seq);
+    w.in_flight.settle(seq);
   }
 }
 
@@ -716,14 +719,10 @@ void Master::worker_gone(WorkerSlot& w, int status) {
   if (freed > 0) spdlog::info("worker {}: {} devices released from the device table", index, freed);
   // Pushes it had not written whole (never received, or still in its memory) go back to
   // their devices' queues, oldest first.
-  if (!w.unsettled.empty()) {
+  if (w.in_flight.unsettled() > 0) {
     spdlog::info("worker {}: {} pushes the worker had not written go back to their devices' "
-                 "queues", index, w.unsettled.size());
-    std::vector<std::pair<channel::Message, std::string>> unsettled;
-    unsettled.reserve(w.unsettled.size());
-    for (auto& [stamp, o] : w.unsettled) unsettled.emplace_back(o.message, std::move(o.payload));
-    w.unsettled.clear();
-    router_->requeue(std::move(unsettled));
+                 "queues", index, w.in_flight.unsettled());
+    router_->requeue(w.in_flight.take_all());
   }
   router_->worker_gone(static_cast<std::uint32_t>(index));  // it will echo no fence
   w.outbox.clear();

@@ -30,6 +30,7 @@ struct WriteQueue {
     std::size_t end = 0;  // offset in `bytes` just past this push's frame
     std::string payload;  // kept to hand it back when the connection closes first
     std::int64_t queued_at_ns = 0;
+    std::uint64_t seq = 0;  // the master's number for it (channel::Message::seq)
   };
   std::string bytes;
   std::size_t written = 0;    // bytes[0, written) are on the wire

@@ -63,6 +63,10 @@ constexpr std::uint32_t kGenerationMask = 0x0fffffff;
 // revoked by iotsocketctl, and devices another connection took over (duplicate: replace).
 constexpr auto kHolderCheckInterval = std::chrono::milliseconds(200);
 constexpr int kMaxEvents = 256;
+// Pushes written are reported to the master at most this often (and at once when the last
+// report is older): one message per 10 ms, not per loop pass, under a stream of pushes. A
+// crash can repeat what was written since the last report.
+constexpr auto kSettleReportInterval = std::chrono::milliseconds(10);
 // Each TLS handshake allocates and frees tens of KiB between long-lived connection state,
 // and glibc keeps the freed holes resident. After a burst of handshakes, malloc_trim()
 // gives them back (measured: 10,000 idle connections, 45 KiB -> 20 KiB RSS each).
@@ -120,12 +124,12 @@ class Worker {
   void say_to_master(channel::Cmd cmd, const PeerAddress& peer = {}) noexcept;
   void send_to_master(const channel::Message& m, std::string payload = {}) noexcept;
   void flush_outbox() noexcept;
-  void report_settled() noexcept;
+  void report_settled(SteadyTime now, bool now_or_never = false) noexcept;
   void watch_channel_writable(bool on) noexcept;
 
   // pushes
   void on_push(channel::Received& r) noexcept;
-  void queue_push(Connection& c, std::string payload, std::int64_t queued_at_ns) noexcept;
+  void queue_push(Connection& c, std::string payload, const channel::Message& m) noexcept;
   bool write_pending(Connection& c) noexcept;
   void return_unsent(Connection& c) noexcept;
   shm::Holder holder_of(const Connection& c) const noexcept {
@@ -204,9 +208,10 @@ class Worker {
     std::string payload;
   };
   std::deque<Outgoing> outbox_;  // messages to the master while its channel is full
-  // Stamps of pushes written whole (or dropped) since the master was last told: it keeps a
+  // Numbers of pushes written whole (or dropped) since the master was last told: it keeps a
   // copy of each until then, for the case that this process dies.
-  std::vector<std::int64_t> settled_;
+  std::vector<std::uint64_t> settled_;
+  SteadyTime last_settle_report_{};
   bool channel_writable_watched_ = false;
   std::uint64_t seen_close_epoch_ = 0;
   SteadyTime next_holder_check_{};
@@ -252,13 +257,20 @@ void Worker::send_to_master(const channel::Message& m, std::string payload) noex
   watch_channel_writable(true);
 }
 
-// Once per loop pass: one message for every push written since the last.
-void Worker::report_settled() noexcept {
-  for (std::size_t at = 0; at < settled_.size(); at += channel::kStampsPerMessage) {
-    const std::size_t count = std::min(channel::kStampsPerMessage, settled_.size() - at);
+// One message for the pushes written since the last report, once kSettleReportInterval
+// has passed since that one (or a message's worth is ready, or the worker is exiting).
+void Worker::report_settled(SteadyTime now, bool now_or_never) noexcept {
+  if (settled_.empty()) return;
+  if (!now_or_never && settled_.size() < channel::kSeqsPerMessage &&
+      now - last_settle_report_ < kSettleReportInterval) {
+    return;
+  }
+  last_settle_report_ = now;
+  for (std::size_t at = 0; at < settled_.size(); at += channel::kSeqsPerMessage) {
+    const std::size_t count = std::min(channel::kSeqsPerMessage, settled_.size() - at);
     send_to_master(channel::Message{.cmd = channel::Cmd::pushes_settled, .generation = generation_},
                    std::string(reinterpret_cast<const char*>(settled_.data() + at),
-                               count * sizeof(std::int64_t)));
+                               count * sizeof(std::uint64_t)));
   }
   settled_.clear();
 }
@@ -797,17 +809,18 @@ void Worker::on_push(channel::Received& r) noexcept {
                                     .device = m.device,
                                     .slot = m.slot,
                                     .conn_generation = m.conn_generation,
-                                    .queued_at_ns = m.queued_at_ns},
+                                    .queued_at_ns = m.queued_at_ns,
+                                    .seq = m.seq},
                    std::move(r.payload));
     return;
   }
-  queue_push(*c, std::move(r.payload), m.queued_at_ns);
+  queue_push(*c, std::move(r.payload), m);
 }
 
 // Frames the push behind what the connection has not written yet and writes what it can.
 // A device that does not read is closed once its unsent bytes exceed push.write_queue;
 // its unsent pushes go back to the master (and so to its offline queue).
-void Worker::queue_push(Connection& c, std::string payload, std::int64_t queued_at_ns) noexcept {
+void Worker::queue_push(Connection& c, std::string payload, const channel::Message& m) noexcept {
   if (!c.out) c.out = std::make_unique<WriteQueue>();
   WriteQueue& q = *c.out;
   const std::size_t before = q.bytes.size();
@@ -818,14 +831,15 @@ void Worker::queue_push(Connection& c, std::string payload, std::int64_t queued_
     // The master checked the payload (parse_record); this is a broken invariant.
     spdlog::critical("device={} push not framed: {}; dropped", device_text(c),
                      protocol::name(*error));
-    settled_.push_back(queued_at_ns);
+    settled_.push_back(m.seq);
     if (q.entries.empty() && q.unsent() == 0) c.out.reset();
     return;
   }
   // Unframed (end past the bytes) when it cannot be sent: it is handed back with the rest.
   q.entries.push_back(WriteQueue::Entry{.end = time ? q.bytes.size() : ~std::size_t{0},
                                         .payload = std::move(payload),
-                                        .queued_at_ns = queued_at_ns});
+                                        .queued_at_ns = m.queued_at_ns,
+                                        .seq = m.seq});
   if (!time) {
     // More than one push per 0.1 ms for the whole time tolerance: the device would refuse
     // TIMEs that far ahead of its clock.
@@ -874,7 +888,7 @@ bool Worker::write_pending(Connection& c) noexcept {
       counters_.pushes_out.fetch_add(done, std::memory_order_relaxed);
       for (std::size_t i = 0; i < done; ++i) {
         events_.push_delivered(*c.session.device());
-        settled_.push_back(q.entries[i].queued_at_ns);
+        settled_.push_back(q.entries[i].seq);
       }
       q.entries.erase(q.entries.begin(), q.entries.begin() + static_cast<std::ptrdiff_t>(done));
     }
@@ -897,7 +911,8 @@ void Worker::return_unsent(Connection& c) noexcept {
                                     .slot = c.slot,
                                     .conn_generation = c.generation,
                                     .queued_at_ns = entries[i].queued_at_ns,
-                                    .more = i + 1 < entries.size()},
+                                    .more = i + 1 < entries.size(),
+                                    .seq = entries[i].seq},
                    std::move(entries[i].payload));
   }
   if (!entries.empty()) {
@@ -1022,6 +1037,7 @@ int Worker::wait_timeout(SteadyTime now) const noexcept {
   if (auto retry = sink_.retry_in()) at_most(std::max<long long>(retry->count(), 1));
   if (auto retry = events_.retry_in()) at_most(retry->count());
   if (auto due = next_drain_close()) at_most(until(*due));
+  if (!settled_.empty()) at_most(until(last_settle_report_ + kSettleReportInterval));
   return timeout;
 }
 
@@ -1059,7 +1075,7 @@ int Worker::run() noexcept {
     check_holds(now);
     drain_step(now);
     flush_inbound();
-    report_settled();
+    report_settled(now);
     events_.flush();
     if (handshakes_since_trim_ >= kTrimAfterHandshakes && now - last_trim_ >= kTrimInterval) {
       ::malloc_trim(0);
@@ -1068,7 +1084,7 @@ int Worker::run() noexcept {
     }
   }
   close_all("server_shutdown");
-  report_settled();
+  report_settled(steady_clock::now(), true);
   // Pushes handed back by the closes above: the master puts them in the offline queue.
   for (int tries = 0; tries < 2000 && !outbox_.empty(); ++tries) {
     flush_outbox();

@@ -267,6 +267,24 @@ TEST_F(PushTest, CtlStatusShowsConnectedDevicesAndCtlPushDelivers) {
   EXPECT_NE(status.out.find(std::to_string(kFirstId + 7)), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("127.0.0.1:"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("1 devices connected"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("rejected: none"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("closed: none"), std::string::npos) << status.out;
+
+  // Refusals and closes are counted by reason, summed over the workers.
+  for (int i = 0; i < 2; ++i) {
+    Device wrong(server_.port());
+    ASSERT_TRUE(wrong.send_frame(DeviceId{kFirstId + 8}, "not-its-key", "hello-server"));
+    ASSERT_TRUE(wrong.wait_closed(5s));
+  }
+  {
+    auto gone = logged_in(server_, *reader_, kFirstId + 9);
+  }
+  ASSERT_TRUE(server_.wait_for_log("reason=peer_closed"));
+  status = server_.ctl({"status"});
+  EXPECT_NE(status.out.find("rejected: wrong_key 2\n"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("closed: peer_closed 1\n"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("inbound records waiting: 0 bytes in memory"), std::string::npos)
+      << status.out;
 
   auto pushed = server_.ctl({"push", std::to_string(kFirstId + 7), "from the operator"});
   ASSERT_EQ(pushed.exit_code, 0) << pushed.err;

@@ -32,7 +32,7 @@ Pair make() {
 TEST(Channel, APushAndItsPayloadArriveWholeAndInOrder) {
   Pair p = make();
   const Message push{.cmd = Cmd::push, .generation = 7, .device = 1234567890, .slot = 3,
-                     .conn_generation = 9, .queued_at_ns = 42};
+                     .conn_generation = 9, .queued_at_ns = 42, .seq = 11};
   ASSERT_EQ(send(p.master.get(), push, std::string(kMaxPayload, 'x')), Io::ok);
   ASSERT_EQ(send(p.master.get(), Message{.cmd = Cmd::fence, .device = 5}), Io::ok);
 
@@ -44,6 +44,7 @@ TEST(Channel, APushAndItsPayloadArriveWholeAndInOrder) {
   EXPECT_EQ(first.message.slot, 3u);
   EXPECT_EQ(first.message.conn_generation, 9u);
   EXPECT_EQ(first.message.queued_at_ns, 42);
+  EXPECT_EQ(first.message.seq, 11u);
   EXPECT_EQ(first.payload, std::string(kMaxPayload, 'x'));
   Received second = receive(p.worker.get());
   ASSERT_EQ(second.io, Io::ok);
@@ -52,22 +53,20 @@ TEST(Channel, APushAndItsPayloadArriveWholeAndInOrder) {
   EXPECT_EQ(receive(p.worker.get()).io, Io::would_block);
 }
 
-TEST(Channel, AFullMessageOfSettledStampsArrivesWhole) {
+TEST(Channel, AFullMessageOfSettledSeqsArrivesWhole) {
   Pair p = make();
-  std::vector<std::int64_t> stamps(kStampsPerMessage);
-  for (std::size_t i = 0; i < stamps.size(); ++i) {
-    stamps[i] = 1'700'000'000'000'000'000 + static_cast<std::int64_t>(i);
-  }
-  const std::string payload(reinterpret_cast<const char*>(stamps.data()),
-                            stamps.size() * sizeof(std::int64_t));
+  std::vector<std::uint64_t> seqs(kSeqsPerMessage);
+  for (std::size_t i = 0; i < seqs.size(); ++i) seqs[i] = 1'000'000'000'000 + i;
+  const std::string payload(reinterpret_cast<const char*>(seqs.data()),
+                            seqs.size() * sizeof(std::uint64_t));
   ASSERT_EQ(payload.size(), kMaxPayload);
   ASSERT_EQ(send(p.worker.get(), Message{.cmd = Cmd::pushes_settled}, payload), Io::ok);
   Received r = receive(p.master.get());
   ASSERT_EQ(r.io, Io::ok);
   EXPECT_EQ(r.message.cmd, Cmd::pushes_settled);
-  std::vector<std::int64_t> back(r.payload.size() / sizeof(std::int64_t));
+  std::vector<std::uint64_t> back(r.payload.size() / sizeof(std::uint64_t));
   std::memcpy(back.data(), r.payload.data(), r.payload.size());
-  EXPECT_EQ(back, stamps);
+  EXPECT_EQ(back, seqs);
 }
 
 TEST(Channel, APayloadOverTheLimitIsRefusedAndNothingIsSent) {
