@@ -76,9 +76,17 @@ Received receive(int channel) noexcept {
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
   ssize_t n;
-  do {
+  for (bool reset_seen = false;;) {
     n = ::recvmsg(channel, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EINTR) continue;
+    // A peer that closed with messages it never read leaves ECONNRESET, reported once and
+    // ahead of what it had sent: read on, so that its last messages are not lost.
+    if (n < 0 && errno == ECONNRESET && !reset_seen) {
+      reset_seen = true;
+      continue;
+    }
+    break;
+  }
   if (n < 0) {
     out.io = (errno == EAGAIN) ? Io::would_block : (errno == ECONNRESET ? Io::closed : Io::error);
     return out;

@@ -36,8 +36,8 @@
 // records whole), so a message is at most sizeof(Message) + kMaxPayload bytes.
 // The master keeps a copy of every push it sends until the worker settles it
 // (pushes_settled, or push_returned with its seq): those of a worker that dies go back to
-// their devices' queues (master/in_flight.hpp). So no crash loses a push; one written just
-// before a crash may come twice.
+// their devices' queues (master/in_flight.hpp). So a crash loses no push that was in the
+// channel or in the worker's memory; one written just before it may come twice.
 // Every message carries the worker's generation (bumped on each respawn); the master ignores
 // messages of a generation it no longer runs. A worker exits when its channel reads EOF:
 // the master is gone.

@@ -1,6 +1,9 @@
 // The pushes the master has handed to one worker and the worker has not settled yet (not
 // written whole, not handed back). When the worker dies, these go back to their devices'
-// queues: no crash loses a push (one written just before it may come twice).
+// queues: a crash loses no push that was in the channel or in the worker's memory (one
+// written just before it may come twice). "Written" means in the connection's socket
+// buffer, as for push_delivered: what the kernel discards when it resets the connections
+// of a dead process is beyond this.
 //
 // Each push gets the next number of this worker's sequence (Message::seq) when it is sent,
 // and the worker names that number when it settles the push. Kept in send order, a settle

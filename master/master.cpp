@@ -132,7 +132,8 @@ class Master {
   bool send_to_worker(Fd& socket, const PeerAddress& peer);
   void hand_off_parked();
   WorkerSlot* least_loaded(const std::vector<const WorkerSlot*>& skip = {});
-  void on_worker(std::size_t index);
+  // `gone`: the worker has exited; only its pushes, settles and fences still count.
+  void on_worker(std::size_t index, bool gone = false);
   bool send_to(std::uint32_t index, const channel::Message& m, std::string payload);
   void send_in_order(WorkerSlot& w, const channel::Message& m, std::string_view payload = {});
   void tell_workers(channel::Cmd cmd, std::string payload = {});
@@ -613,7 +614,7 @@ void Master::forget_connection(WorkerSlot& w, const IpKey& ip) {
   drop(per_ip_);
 }
 
-void Master::on_worker(std::size_t index) {
+void Master::on_worker(std::size_t index, bool gone) {
   WorkerSlot& w = workers_[index];
   for (;;) {
     channel::Received r = channel::receive(w.channel.get());
@@ -624,6 +625,12 @@ void Master::on_worker(std::size_t index) {
       return;
     }
     if (r.message.generation != w.generation) continue;  // from a worker we no longer run
+    // From a worker that has exited, what it says about its own state no longer counts;
+    // what it handed back, settled or fenced still does.
+    const bool about_itself = r.message.cmd == channel::Cmd::ready ||
+                              r.message.cmd == channel::Cmd::drained ||
+                              r.message.cmd == channel::Cmd::reloaded;
+    if (gone && about_itself) continue;
     switch (r.message.cmd) {
       case channel::Cmd::ready:
         w.state = WorkerState::ready;
@@ -691,7 +698,7 @@ void Master::reap() {
 void Master::worker_gone(WorkerSlot& w, int status) {
   const auto index = static_cast<std::size_t>(&w - workers_.data());
   // SIGCHLD may come before its last messages are read: pushes it handed back or settled.
-  if (w.channel) on_worker(index);
+  if (w.channel) on_worker(index, true);
   const bool expected = stopping_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   if (expected) {
     spdlog::info("worker {} (pid {}) exited", index, w.pid);

@@ -163,6 +163,14 @@ void PushRouter::fence_passed(std::uint32_t worker, const channel::Message& m) {
 }
 
 void PushRouter::worker_gone(std::uint32_t worker) {
+  for (auto it = returning_.begin(); it != returning_.end();) {
+    if (it->second.worker != worker) {
+      ++it;
+      continue;
+    }
+    put_back(it->first, std::move(it->second.pushes));
+    it = returning_.erase(it);
+  }
   std::vector<protocol::DeviceId> passed;
   for (const auto& [device, old] : fencing_) {
     if (old.worker == worker) passed.push_back(device);
@@ -185,9 +193,10 @@ void PushRouter::pass_fence(protocol::DeviceId device) {
 void PushRouter::returned(std::uint32_t worker, const channel::Message& m, std::string payload) {
   const protocol::DeviceId device{m.device};
   auto& batch = returning_[device];
-  batch.push_back(QueuedPush{device, std::move(payload), from_ns(m.queued_at_ns)});
+  batch.worker = worker;
+  batch.pushes.push_back(QueuedPush{device, std::move(payload), from_ns(m.queued_at_ns)});
   if (m.more) return;
-  std::vector<QueuedPush> pushes = std::move(batch);
+  std::vector<QueuedPush> pushes = std::move(batch.pushes);
   returning_.erase(device);
   put_back(device, std::move(pushes));
   // Logged in again elsewhere meanwhile: send them there. Not to the connection that gave

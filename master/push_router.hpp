@@ -58,7 +58,8 @@ class PushRouter {
   void requeue(std::vector<std::pair<channel::Message, std::string>> pushes);
   // The old worker echoes a fence: every push sent to it before is back.
   void fence_passed(std::uint32_t worker, const channel::Message& m);
-  // Worker `worker` died: fences it will never echo are passed.
+  // Worker `worker` died: batches it was handing back are put back as far as they came,
+  // and fences it will never echo are passed.
   void worker_gone(std::uint32_t worker);
   // Drops queued pushes older than push.offline_max_age (logged); about once a minute.
   void expire(std::chrono::system_clock::time_point now);
@@ -90,8 +91,13 @@ class PushRouter {
   SendToWorker send_;
   Counts counts_;
   std::int64_t last_stamp_ = 0;
-  // push_returned batches being collected, per device, until the one with more == false.
-  std::unordered_map<protocol::DeviceId, std::vector<QueuedPush>> returning_;
+  // push_returned batches being collected, per device, until the one with more == false;
+  // with the worker they come from, whose death ends its batches where they are.
+  struct Returning {
+    std::uint32_t worker = 0;
+    std::vector<QueuedPush> pushes;
+  };
+  std::unordered_map<protocol::DeviceId, Returning> returning_;
   // The connection each device's last live push went to (at most one entry per device
   // that has had one): a login on another connection must fence that one first.
   std::unordered_map<protocol::DeviceId, shm::Holder> sent_to_;

@@ -130,6 +130,26 @@ TEST(Channel, AFullChannelIsWouldBlockAndWhatWasSentStillArrivesWhole) {
   EXPECT_EQ(receive(p.worker.get()).io, Io::would_block);
 }
 
+// A worker that dies with messages it never read: the kernel flags the master's end with
+// ECONNRESET, which the first read reports ahead of what the worker had sent. Those
+// messages (pushes handed back, settles) must still be read, and then the end.
+TEST(Channel, WhatAPeerSentBeforeItClosedWithUnreadMessagesIsStillRead) {
+  Pair p = make();
+  ASSERT_EQ(send(p.master.get(), Message{.cmd = Cmd::push}, std::string("never read")), Io::ok);
+  for (std::int64_t i = 1; i <= 3; ++i) {
+    ASSERT_EQ(send(p.worker.get(), Message{.cmd = Cmd::push_returned, .queued_at_ns = i},
+                   std::string("back")),
+              Io::ok);
+  }
+  p.worker.reset();
+  for (std::int64_t i = 1; i <= 3; ++i) {
+    Received r = receive(p.master.get());
+    ASSERT_EQ(r.io, Io::ok) << "message " << i;
+    EXPECT_EQ(r.message.queued_at_ns, i);
+  }
+  EXPECT_EQ(receive(p.master.get()).io, Io::closed);
+}
+
 TEST(Channel, TheOtherEndClosedIsClosed) {
   Pair p = make();
   p.master.reset();
