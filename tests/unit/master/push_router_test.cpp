@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,6 +65,22 @@ class PushRouterTest : public ::testing::Test {
   }
   void log_out() { ASSERT_TRUE(table_->release(kDevice, kConnection)); }
 
+  // Logs in and routes `payloads`: each goes to the connection.
+  void send_while_connected(std::initializer_list<const char*> payloads) {
+    log_in();
+    for (const char* p : payloads) router_->route(kDevice, p);
+    ASSERT_EQ(sent_.size(), payloads.size());
+  }
+
+  // What the master still held when the worker died: pushes `from` .. end of those sent.
+  std::vector<std::pair<channel::Message, std::string>> unsettled_from(std::size_t from) {
+    std::vector<std::pair<channel::Message, std::string>> out;
+    for (std::size_t i = from; i < sent_.size(); ++i) {
+      out.emplace_back(sent_[i].second, payloads_[i]);
+    }
+    return out;
+  }
+
   // The worker hands push `i` of those sent back (as return_unsent does).
   void hand_back(std::size_t i, bool more) {
     channel::Message m = sent_[i].second;
@@ -105,9 +122,7 @@ TEST_F(PushRouterTest, APushForAConnectedDeviceGoesToItsConnection) {
 }
 
 TEST_F(PushRouterTest, AWholeBatchHandedBackWaitsInTheQueueInOrder) {
-  log_in();
-  for (const char* p : {"one", "two", "three"}) router_->route(kDevice, p);
-  ASSERT_EQ(sent_.size(), 3u);
+  ASSERT_NO_FATAL_FAILURE(send_while_connected({"one", "two", "three"}));
   log_out();
   hand_back(0, true);
   hand_back(1, true);
@@ -119,26 +134,19 @@ TEST_F(PushRouterTest, AWholeBatchHandedBackWaitsInTheQueueInOrder) {
 // The worker handed back the first push of a batch and died before the rest: the master
 // requeues the rest (it still had them), and the router puts back what had come.
 TEST_F(PushRouterTest, ABatchCutShortByTheWorkersDeathIsPutBackAsFarAsItCame) {
-  log_in();
-  for (const char* p : {"one", "two", "three"}) router_->route(kDevice, p);
-  ASSERT_EQ(sent_.size(), 3u);
+  ASSERT_NO_FATAL_FAILURE(send_while_connected({"one", "two", "three"}));
   log_out();
   hand_back(0, true);
-  std::vector<std::pair<channel::Message, std::string>> unsettled;
-  for (std::size_t i = 1; i < 3; ++i) unsettled.emplace_back(sent_[i].second, payloads_[i]);
-  router_->requeue(std::move(unsettled));
+  router_->requeue(unsettled_from(1));
   router_->worker_gone(kConnection.worker);
   EXPECT_EQ(queued(), (std::vector<std::string>{"one", "two", "three"}));
 }
 
 TEST_F(PushRouterTest, PushesRequeuedFromADeadWorkerGoBeforeNewerOnes) {
-  log_in();
-  for (const char* p : {"one", "two"}) router_->route(kDevice, p);
+  ASSERT_NO_FATAL_FAILURE(send_while_connected({"one", "two"}));
   log_out();
   router_->route(kDevice, "three");  // offline now: queued
-  std::vector<std::pair<channel::Message, std::string>> unsettled;
-  for (std::size_t i = 0; i < 2; ++i) unsettled.emplace_back(sent_[i].second, payloads_[i]);
-  router_->requeue(std::move(unsettled));
+  router_->requeue(unsettled_from(0));
   router_->worker_gone(kConnection.worker);
   EXPECT_EQ(queued(), (std::vector<std::string>{"one", "two", "three"}));
 }
