@@ -88,6 +88,9 @@ int main(int argc, char** argv) {
       "status",
       "Connected devices (worker, peer, since), per-worker counters, and rejections and closes "
       "by reason since the server started, live");
+  bool summary = false;
+  status->add_flag("--summary", summary,
+                   "Leave out the list of connected devices (a large fleet's is long)");
 
   std::string payload;
   CLI::App* push = app.add_subcommand(
@@ -104,7 +107,7 @@ int main(int argc, char** argv) {
 
   const auto config = load_config(config_file);
   if (!config) return ctl::kExitFailed;
-  if (*status) return ctl::status(*config);
+  if (*status) return ctl::status(*config, summary);
   if (*push) return ctl::push(*config, device_id(id), payload);
   const std::string& registry = config->devices.sqlite;
   // A revoked device loses its live connection too (within a second, on any worker).

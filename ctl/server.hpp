@@ -12,7 +12,7 @@
 namespace iotsocket::ctl {
 
 // Connected devices (ID, worker, peer, since), then one line per worker with its counts.
-int status(const config::Config& config);
+int status(const config::Config& config, bool summary);
 // Sends `payload` (raw bytes; escaped here) to device `id` through fifo.push.
 int push(const config::Config& config, protocol::DeviceId id, const std::string& payload);
 // Closes the device's live connection, if the server runs and the device is connected;

@@ -18,10 +18,21 @@ namespace {
 
 using shm::WorkerCounters;
 
+void print_devices(std::vector<shm::DeviceSnapshot>& devices) {
+  std::sort(devices.begin(), devices.end(),
+            [](const shm::DeviceSnapshot& a, const shm::DeviceSnapshot& b) { return a.id < b.id; });
+  constexpr std::string_view kRow = "{:<10}  {:>6}  {:<40}  {}\n";
+  fmt::print(kRow, "DEVICE", "WORKER", "PEER", "SINCE");
+  for (const auto& d : devices) {
+    fmt::print(kRow, protocol::to_string(d.id), d.holder.worker, d.peer.to_string(),
+               iso_utc(d.since_unix));
+  }
+  fmt::print("\n");
+}
+
 void print_workers(const shm::DeviceTable& table) {
   constexpr std::string_view kRow =
       "{:>6}  {:>8}  {:>11}  {:>7}  {:>8}  {:>12}  {:>10}  {:>14}  {:>14}\n";
-  fmt::print("\n");
   fmt::print(kRow, "WORKER", "PID", "CONNECTIONS", "DEVICES", "LOGINS", "FRAMES_IN", "PUSHES_OUT",
              "BYTES_IN", "BYTES_OUT");
   std::uint64_t memory = 0;
@@ -66,18 +77,11 @@ void print_reasons(const shm::DeviceTable& table) {
 
 }  // namespace
 
-int status(const config::Config& config) {
+int status(const config::Config& config, bool summary) {
   auto table = shm::DeviceTable::attach(config.runtime.shm_name);
   if (!table) return fail(table.error());
   auto devices = table->connected();
-  std::sort(devices.begin(), devices.end(),
-            [](const shm::DeviceSnapshot& a, const shm::DeviceSnapshot& b) { return a.id < b.id; });
-  constexpr std::string_view kRow = "{:<10}  {:>6}  {:<40}  {}\n";
-  fmt::print(kRow, "DEVICE", "WORKER", "PEER", "SINCE");
-  for (const auto& d : devices) {
-    fmt::print(kRow, protocol::to_string(d.id), d.holder.worker, d.peer.to_string(),
-               iso_utc(d.since_unix));
-  }
+  if (!summary) print_devices(devices);
   print_workers(*table);
   print_reasons(*table);
   fmt::print("\n{} devices connected, master pid {}\n", devices.size(), table->master_pid());

@@ -285,6 +285,13 @@ TEST_F(PushTest, CtlStatusShowsConnectedDevicesAndCtlPushDelivers) {
   EXPECT_NE(status.out.find("closed: peer_closed 1\n"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("inbound records waiting: 0 bytes in memory"), std::string::npos)
       << status.out;
+  // --summary: the counts without the list of devices.
+  auto summary = server_.ctl({"status", "--summary"});
+  ASSERT_EQ(summary.exit_code, 0) << summary.err;
+  EXPECT_EQ(summary.out.find(std::to_string(kFirstId + 7)), std::string::npos) << summary.out;
+  EXPECT_EQ(summary.out.find("SINCE"), std::string::npos) << summary.out;  // the list's header
+  EXPECT_NE(summary.out.find("rejected: wrong_key 2\n"), std::string::npos) << summary.out;
+  EXPECT_NE(summary.out.find("1 devices connected"), std::string::npos) << summary.out;
 
   auto pushed = server_.ctl({"push", std::to_string(kFirstId + 7), "from the operator"});
   ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
