@@ -12,6 +12,7 @@
 #include "ctl/time_text.hpp"
 #include "shm/device_table.hpp"
 #include "shm/worker_counters.hpp"
+#include "shm/worker_totals.hpp"
 
 namespace iotsocket::ctl {
 namespace {
@@ -35,30 +36,22 @@ void print_workers(const shm::DeviceTable& table) {
       "{:>6}  {:>8}  {:>11}  {:>7}  {:>8}  {:>12}  {:>10}  {:>14}  {:>14}\n";
   fmt::print(kRow, "WORKER", "PID", "CONNECTIONS", "DEVICES", "LOGINS", "FRAMES_IN", "PUSHES_OUT",
              "BYTES_IN", "BYTES_OUT");
-  std::uint64_t memory = 0;
-  std::uint64_t spool = 0;
   for (std::uint32_t w = 0; w < table.workers(); ++w) {
     const WorkerCounters& c = table.counters(w);
     fmt::print(kRow, w, c.pid.load(), WorkerCounters::get(c.connections),
                WorkerCounters::get(c.devices), WorkerCounters::get(c.logins),
                WorkerCounters::get(c.frames_in), WorkerCounters::get(c.pushes_out),
                WorkerCounters::get(c.bytes_in), WorkerCounters::get(c.bytes_out));
-    memory += WorkerCounters::get(c.memory_bytes);
-    spool = std::max(spool, WorkerCounters::get(c.spool_bytes));  // one spool, seen by each
   }
-  fmt::print("inbound records waiting: {} bytes in memory, {} bytes in the spool\n", memory, spool);
 }
 
 // "rejected: wrong_key 2, time_skew 1" and "closed: peer_closed 5, ...", since the server
 // started, most frequent first (README "Reason codes").
-void print_reasons(const shm::DeviceTable& table) {
+void print_reasons(const shm::WorkerTotals& totals) {
   std::vector<std::pair<std::uint64_t, std::size_t>> rejected, closed;
   for (std::size_t i = 0; i < shm::kCloseReasonCount; ++i) {
-    std::uint64_t sum = 0;
-    for (std::uint32_t w = 0; w < table.workers(); ++w) {
-      sum += WorkerCounters::get(table.counters(w).closes[i]);
-    }
-    if (sum > 0) (shm::kCloseReasons[i].rejection ? rejected : closed).emplace_back(sum, i);
+    const std::uint64_t count = totals.closes[i];
+    if (count > 0) (shm::kCloseReasons[i].rejection ? rejected : closed).emplace_back(count, i);
   }
   auto print = [](std::string_view label, auto& counts) {
     std::stable_sort(counts.begin(), counts.end(),
@@ -83,7 +76,10 @@ int status(const config::Config& config, bool summary) {
   auto devices = table->connected();
   if (!summary) print_devices(devices);
   print_workers(*table);
-  print_reasons(*table);
+  const shm::WorkerTotals totals = shm::sum_workers(*table);
+  fmt::print("inbound records waiting: {} bytes in memory, {} bytes in the spool\n",
+             totals.memory_bytes, totals.spool_bytes);
+  print_reasons(totals);
   fmt::print("\n{} devices connected, master pid {}\n", devices.size(), table->master_pid());
   return kExitOk;
 }

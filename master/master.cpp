@@ -36,6 +36,7 @@
 #include "master/in_flight.hpp"
 #include "master/metrics_server.hpp"
 #include "master/metrics_snapshot.hpp"
+#include "master/metrics_text.hpp"
 #include "config/reload.hpp"
 #include "master/offline_queue.hpp"
 #include "master/push_fifo.hpp"
@@ -43,6 +44,7 @@
 #include "master/service_notify.hpp"
 #include "protocol/time.hpp"
 #include "shm/device_table.hpp"
+#include "shm/worker_totals.hpp"
 #include "worker/worker.hpp"
 
 namespace iotsocket::master {
@@ -348,7 +350,7 @@ bool Master::open_metrics() {
 metrics::Snapshot Master::metrics_snapshot() const {
   const PushRouter::Counts& pushes = router_->counts();
   return metrics::Snapshot{
-      .workers = metrics::sum_workers(*table_),
+      .workers = shm::sum_workers(*table_),
       .master = {.pushes_routed = pushes.routed,
                  .pushes_queued = pushes.queued,
                  .pushes_refused = pushes.refused,
@@ -373,7 +375,8 @@ bool Master::send_to(std::uint32_t index, const channel::Message& m, std::string
     send_in_order(w, m, payload);
     return true;
   }
-  // The copy the master keeps is the one sent: no second copy of the payload.
+  // The copy the master keeps is the one sent (a second copy only while it waits in the
+  // outbox of a full channel).
   const auto [message, kept] = w.in_flight.add(m, std::move(payload));
   send_in_order(w, message, kept);
   return true;

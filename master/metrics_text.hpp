@@ -9,24 +9,12 @@
 #include <string>
 #include <string_view>
 
-#include "shm/worker_counters.hpp"
+#include "shm/worker_totals.hpp"
 
 namespace iotsocket::master::metrics {
 
-// Summed over the workers' shared-memory counters.
-struct WorkerTotals {
-  std::uint64_t handshaking = 0;     // connections by state, now
-  std::uint64_t awaiting_login = 0;
-  std::uint64_t live = 0;
-  std::uint64_t logins = 0;
-  std::uint64_t frames_in = 0;
-  std::uint64_t frames_out = 0;  // push frames written to devices
-  std::uint64_t bytes_in = 0;
-  std::uint64_t bytes_out = 0;
-  std::uint64_t spool_bytes = 0;   // the shared spool on disk
-  std::uint64_t memory_bytes = 0;  // inbound records held in the workers' memory
-  std::array<std::uint64_t, shm::kCloseReasonCount> closes{};  // by shm::kCloseReasons index
-};
+// Summed over the workers' shared-memory counters (shm/worker_totals.hpp).
+using WorkerTotals = shm::WorkerTotals;
 
 // What the master counts itself.
 struct MasterTotals {

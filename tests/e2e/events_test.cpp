@@ -29,10 +29,6 @@ const std::string kKey = "events-test-key-0001";
 
 std::string id_text(std::uint64_t id) { return protocol::to_string(DeviceId{id}); }
 
-std::string push_line(std::uint64_t id, std::string_view payload) {
-  return std::to_string(id) + " " + std::string(payload) + "\n";
-}
-
 // The device's own address, as the server sees it: "127.0.0.1:PORT".
 std::string local_address(const Device& d) {
   sockaddr_in me{};
@@ -123,10 +119,7 @@ class EventsTest : public ::testing::Test {
 
   // A device that has logged in (its first frame reached the inbound FIFO).
   std::unique_ptr<Device> logged_in(std::uint64_t id) {
-    auto d = std::make_unique<Device>(server_.port());
-    EXPECT_TRUE(d->send_frame(DeviceId{id}, kKey, "hello-server"));
-    EXPECT_EQ(inbound_->read(1).size(), 1u) << server_.log();
-    return d;
+    return e2e::logged_in(server_, *inbound_, id, kKey);
   }
 
   TestServer server_;
@@ -142,7 +135,7 @@ TEST_F(EventsTest, EveryEventLineAppearsForAConnectADisconnectAQueuedAndADeliver
   ASSERT_EQ(events_->about(id, 1), std::vector<std::string>{"connected " + e + " " + first_peer});
 
   // A connected device: delivered, never queued.
-  server_.push_lines(push_line(id, "live-push"));
+  server_.push_lines(push_record(id, "live-push"));
   ASSERT_EQ(d->read_pushes(1).size(), 1u) << server_.log();
   ASSERT_EQ(events_->about(id, 2).back(), "push_delivered " + e);
 
@@ -150,7 +143,7 @@ TEST_F(EventsTest, EveryEventLineAppearsForAConnectADisconnectAQueuedAndADeliver
   ASSERT_EQ(events_->about(id, 3).back(), "disconnected " + e + " peer_closed");
 
   // An offline device: queued now, delivered when it logs in again.
-  server_.push_lines(push_line(id, "offline-push"));
+  server_.push_lines(push_record(id, "offline-push"));
   ASSERT_EQ(events_->about(id, 4).back(), "push_queued " + e);
   auto again = logged_in(id);
   const auto pushes = again->read_pushes(1);
@@ -171,7 +164,7 @@ TEST_F(EventsTest, EveryEventLineAppearsForAConnectADisconnectAQueuedAndADeliver
 TEST_F(EventsTest, APushEvictedFromAFullOfflineQueueIsExpired) {
   const std::uint64_t id = kFirstId + 1;
   const std::string e = id_text(id);
-  server_.push_lines(push_line(id, "first") + push_line(id, "second") + push_line(id, "third"));
+  server_.push_lines(push_record(id, "first") + push_record(id, "second") + push_record(id, "third"));
   events_->about(id, 4);
   // push.offline_max is 2: the third push evicts the first.
   EXPECT_EQ(events_->settled(id), (std::vector<std::string>{"push_queued " + e, "push_queued " + e,
@@ -216,7 +209,7 @@ class ExpiryEventsTest : public EventsTest {
 TEST_F(ExpiryEventsTest, APushThatWaitedTooLongIsExpiredWhenItsDeviceLogsIn) {
   const std::uint64_t id = kFirstId + 4;
   const std::string e = id_text(id);
-  server_.push_lines(push_line(id, "too-late"));
+  server_.push_lines(push_record(id, "too-late"));
   ASSERT_EQ(events_->about(id, 1).back(), "push_queued " + e);
   std::this_thread::sleep_for(800ms);  // let it pass push.offline_max_age (setup, not a check)
   auto d = logged_in(id);
@@ -239,7 +232,7 @@ TEST(EventsWithoutReader, NobodyReadingBlocksNothing) {
     Device d(server.port());
     ASSERT_TRUE(d.send_frame(DeviceId{kFirstId}, kKey, "round-" + std::to_string(round)));
     ASSERT_EQ(inbound.read(1).size(), 1u) << server.log();
-    server.push_lines(push_line(kFirstId, "push-" + std::to_string(round)));
+    server.push_lines(push_record(kFirstId, "push-" + std::to_string(round)));
     const auto pushes = d.read_pushes(1);
     ASSERT_EQ(pushes.size(), 1u) << server.log();
     EXPECT_EQ(pushes[0].payload, "push-" + std::to_string(round));
@@ -261,7 +254,7 @@ TEST(EventsWithSlowReader, AFullPipeBlocksNothingAndTheEventsArriveLater) {
   ASSERT_EQ(inbound.read(1).size(), 1u) << server.log();
   constexpr std::size_t kPushes = 2000;  // ~50 KB of push_delivered lines: 12 times the pipe
   std::string burst;
-  for (std::size_t i = 0; i < kPushes; ++i) burst += push_line(kFirstId, "push-" + std::to_string(i));
+  for (std::size_t i = 0; i < kPushes; ++i) burst += push_record(kFirstId, "push-" + std::to_string(i));
   server.push_lines(burst);
   const auto pushes = d.read_pushes(kPushes, 30s);
   ASSERT_EQ(pushes.size(), kPushes) << server.log();

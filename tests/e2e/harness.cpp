@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <openssl/err.h>
 
 #include <atomic>
@@ -173,17 +174,16 @@ void TestServer::start() {
   port_ = 0;
   const auto deadline = Clock::now() + 20s;
   while (Clock::now() < deadline) {
-    std::string text = this->log();
-    auto at = text.find("listening on 127.0.0.1:");
+    const std::uint16_t port = port_in_log("listening on 127.0.0.1:");
     // Ready when every worker is: a test that spreads devices over workers needs them all.
-    if (at != std::string::npos && count_in_log(" ready") >= options_.workers) {
-      port_ = static_cast<std::uint16_t>(std::stoi(text.substr(at + 23)));
+    if (port != 0 && count_in_log(" ready") >= options_.workers) {
+      port_ = port;
       return;
     }
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      throw std::runtime_error("iotsocketd exited at start:\n" + text);
+      throw std::runtime_error("iotsocketd exited at start:\n" + this->log());
     }
     std::this_thread::sleep_for(10ms);
   }
@@ -243,6 +243,23 @@ bool TestServer::wait_for_log(std::string_view needle, std::chrono::milliseconds
   const auto deadline = Clock::now() + timeout;
   do {
     if (log().find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(10ms);
+  } while (Clock::now() < deadline);
+  return false;
+}
+
+std::uint16_t TestServer::port_in_log(std::string_view prefix) const {
+  const std::string text = log();
+  const auto at = text.find(prefix);
+  if (at == std::string::npos) return 0;
+  return static_cast<std::uint16_t>(std::stoi(text.substr(at + prefix.size())));
+}
+
+bool TestServer::wait_for_log_count(std::string_view needle, std::size_t count,
+                                    std::chrono::milliseconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  do {
+    if (count_in_log(needle) >= count) return true;
     std::this_thread::sleep_for(10ms);
   } while (Clock::now() < deadline);
   return false;
@@ -472,6 +489,18 @@ protocol::Time fresh_time() {
   const std::lock_guard hold(lock);
   static protocol::TimeStamper stamper;
   return *stamper.next(protocol::to_time(std::chrono::system_clock::now()), std::chrono::seconds(1));
+}
+
+std::string push_record(std::uint64_t id, std::string_view payload) {
+  return std::to_string(id) + " " + std::string(payload) + "\n";
+}
+
+std::unique_ptr<Device> logged_in(TestServer& server, InboundReader& reader, std::uint64_t id,
+                                  std::string_view key, std::optional<protocol::Time> time) {
+  auto d = std::make_unique<Device>(server.port());
+  EXPECT_TRUE(d->send_frame(protocol::DeviceId{id}, key, "hello-server", time));
+  EXPECT_EQ(reader.read(1).size(), 1u) << server.log();
+  return d;
 }
 
 }  // namespace iotsocket::e2e

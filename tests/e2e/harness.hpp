@@ -89,6 +89,12 @@ class TestServer {
   std::string log() const;
   bool wait_for_log(std::string_view needle, std::chrono::milliseconds timeout = 10s) const;
   std::size_t count_in_log(std::string_view needle) const;
+  // The port number right after the first `prefix` in the log ("listening on 127.0.0.1:");
+  // 0 when the log has none yet.
+  std::uint16_t port_in_log(std::string_view prefix) const;
+  // Waits until `needle` is in the log at least `count` times.
+  bool wait_for_log_count(std::string_view needle, std::size_t count,
+                          std::chrono::milliseconds timeout = 10s) const;
 
   const std::string& dir() const { return dir_; }
   std::string inbound_fifo() const { return dir_ + "/inbound.fifo"; }
@@ -182,5 +188,14 @@ class InboundReader {
 
 // Unique, strictly increasing TIMEs near now for frames a test sends.
 protocol::Time fresh_time();
+
+// "ID payload\n": a push record as the backend writes it into the push FIFO.
+std::string push_record(std::uint64_t id, std::string_view payload);
+
+// A device that has logged in: its first frame ("hello-server", at `time` or now) was
+// accepted, i.e. its record came out of the inbound FIFO through `reader`.
+std::unique_ptr<Device> logged_in(TestServer& server, InboundReader& reader, std::uint64_t id,
+                                  std::string_view key,
+                                  std::optional<protocol::Time> time = std::nullopt);
 
 }  // namespace iotsocket::e2e

@@ -94,12 +94,7 @@ Samples parse_with_prometheus_client(const std::string& text) {
   return samples;
 }
 
-std::uint16_t metrics_port(const TestServer& server) {
-  const std::string log = server.log();
-  const auto at = log.find(kMetricsOn);
-  return at == std::string::npos ? 0
-                                 : static_cast<std::uint16_t>(std::stoi(log.substr(at + kMetricsOn.size())));
-}
+std::uint16_t metrics_port(const TestServer& server) { return server.port_in_log(kMetricsOn); }
 
 ServerOptions with_metrics(ServerOptions options = {}) {
   options.extra_yaml = "metrics: {listen: \"127.0.0.1:0\"}\n";
@@ -245,8 +240,7 @@ TEST_F(MetricsTest, AKilledWorkerIsCountedAndItsCountersStay) {
   ASSERT_GT(worker, 0);
   ASSERT_EQ(::kill(worker, SIGKILL), 0);
   ASSERT_TRUE(server_.wait_for_log("died: signal Killed")) << server_.log();
-  const auto deadline = Clock::now() + 10s;
-  while (server_.count_in_log(" ready") < 3 && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  server_.wait_for_log_count(" ready", 3);
   ASSERT_EQ(server_.count_in_log(" ready"), 3u) << server_.log();
   Samples after = scrape();  // also checks that no counter went backwards
   EXPECT_EQ(after["iotsocket_worker_restarts_total"], 1);

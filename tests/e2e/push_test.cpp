@@ -24,17 +24,9 @@ using protocol::DeviceId;
 constexpr std::uint64_t kFirstId = 1100000000;
 const std::string kKey = "push-test-key-0001";
 
-std::string line(std::uint64_t id, std::string_view payload) {
-  return std::to_string(id) + " " + std::string(payload) + "\n";
-}
 
-// A device that has logged in (its first frame was accepted: its record reached the FIFO).
 std::unique_ptr<Device> logged_in(TestServer& server, InboundReader& reader, std::uint64_t id) {
-  auto d = std::make_unique<Device>(server.port());
-  EXPECT_TRUE(d->send_frame(DeviceId{id}, kKey, "hello-server"));
-  auto records = reader.read(1);
-  EXPECT_EQ(records.size(), 1u) << server.log();
-  return d;
+  return e2e::logged_in(server, reader, id, kKey);
 }
 
 int number_of(const PushFrame& push) { return std::stoi(push.payload.substr(2)); }
@@ -90,7 +82,7 @@ class PushTest : public ::testing::Test {
 
 TEST_F(PushTest, PushReachesConnectedDeviceInTheLegacyServersBytes) {
   auto d = logged_in(server_, *reader_, kFirstId);
-  server_.push_lines(line(kFirstId, "hello-device"));
+  server_.push_lines(push_record(kFirstId, "hello-device"));
   auto pushes = d->read_pushes(1);
   ASSERT_EQ(pushes.size(), 1u) << server_.log();
   EXPECT_EQ(pushes[0].device, DeviceId{kFirstId});
@@ -107,7 +99,7 @@ TEST_F(PushTest, PushReachesConnectedDeviceInTheLegacyServersBytes) {
 
 TEST_F(PushTest, EscapesInTheRecordBecomeBytesInTheFrame) {
   auto d = logged_in(server_, *reader_, kFirstId);
-  server_.push_lines(line(kFirstId, "a\\nb\\\\c\\rd"));
+  server_.push_lines(push_record(kFirstId, "a\\nb\\\\c\\rd"));
   auto pushes = d->read_pushes(1);
   ASSERT_EQ(pushes.size(), 1u) << server_.log();
   EXPECT_EQ(pushes[0].payload, "a\nb\\c\rd");
@@ -116,7 +108,7 @@ TEST_F(PushTest, EscapesInTheRecordBecomeBytesInTheFrame) {
 TEST_F(PushTest, PushesInTheSameTickGetDistinctIncreasingTimes) {
   auto d = logged_in(server_, *reader_, kFirstId);
   std::string burst;
-  for (int i = 0; i < 50; ++i) burst += line(kFirstId, "burst-" + std::to_string(i));
+  for (int i = 0; i < 50; ++i) burst += push_record(kFirstId, "burst-" + std::to_string(i));
   server_.push_lines(burst);  // one write: all of them within well under a millisecond
   auto pushes = d->read_pushes(50);
   ASSERT_EQ(pushes.size(), 50u) << server_.log();
@@ -133,14 +125,14 @@ TEST_F(PushTest, BadRecordsAreLoggedAndSkippedWhileGoodOnesAroundThemArrive) {
   auto d = logged_in(server_, *reader_, kFirstId);
   const std::string too_long(200'000, 'x');
   std::string text;
-  text += line(kFirstId, "good-1");
+  text += push_record(kFirstId, "good-1");
   text += "nospaceatall\n";
   text += "12a4 letters-in-id\n";
-  text += line(kFirstId, "abc");  // 3 bytes: under the 5 a body needs
+  text += push_record(kFirstId, "abc");  // 3 bytes: under the 5 a body needs
   text += std::to_string(kFirstId) + " " + too_long + "\n";
-  text += line(kFirstId, "good-2");
-  text += line(9999999999, "for-a-device-nobody-registered");
-  text += line(kFirstId, "good-3");
+  text += push_record(kFirstId, "good-2");
+  text += push_record(9999999999, "for-a-device-nobody-registered");
+  text += push_record(kFirstId, "good-3");
   server_.push_lines(text);
   auto pushes = d->read_pushes(3);
   ASSERT_EQ(pushes.size(), 3u) << server_.log();
@@ -154,7 +146,7 @@ TEST_F(PushTest, BadRecordsAreLoggedAndSkippedWhileGoodOnesAroundThemArrive) {
   EXPECT_TRUE(server_.wait_for_log("push refused: device=9999999999 is not in the registry"));
   // Nothing more arrives, and the server goes on serving.
   EXPECT_TRUE(d->read_pushes(1, 300ms).empty());
-  server_.push_lines(line(kFirstId, "after-the-bad-ones"));
+  server_.push_lines(push_record(kFirstId, "after-the-bad-ones"));
   ASSERT_EQ(d->read_pushes(1).size(), 1u);
 }
 
@@ -172,7 +164,7 @@ TEST_F(PushTest, ThousandDevicesTenThousandPushesEachExactlyOnceInOrder) {
   // Interleaved over devices, as a backend serving many would write them.
   std::string text;
   for (std::size_t n = 0; n < kPerDevice; ++n) {
-    for (std::size_t i = 0; i < kDevices; ++i) text += line(kBase + i, "cmd-" + std::to_string(n));
+    for (std::size_t i = 0; i < kDevices; ++i) text += push_record(kBase + i, "cmd-" + std::to_string(n));
   }
   server_.push_lines(text);
 
@@ -213,10 +205,10 @@ TEST_F(PushTest, ThousandDevicesTenThousandPushesEachExactlyOnceInOrder) {
 }
 
 TEST_F(PushTest, PushForAnOfflineDeviceIsDeliveredInOrderWhenItLogsIn) {
-  server_.push_lines(line(kFirstId + 3, "queued-1") + line(kFirstId + 3, "queued-2"));
+  server_.push_lines(push_record(kFirstId + 3, "queued-1") + push_record(kFirstId + 3, "queued-2"));
   ASSERT_TRUE(server_.wait_for_log("push queued device=" + std::to_string(kFirstId + 3)));
   auto d = logged_in(server_, *reader_, kFirstId + 3);
-  server_.push_lines(line(kFirstId + 3, "live-3"));
+  server_.push_lines(push_record(kFirstId + 3, "live-3"));
   auto pushes = d->read_pushes(3);
   ASSERT_EQ(pushes.size(), 3u) << server_.log();
   EXPECT_EQ(pushes[0].payload, "queued-1");
@@ -226,7 +218,7 @@ TEST_F(PushTest, PushForAnOfflineDeviceIsDeliveredInOrderWhenItLogsIn) {
 }
 
 TEST_F(PushTest, OfflinePushSurvivesAServerRestart) {
-  server_.push_lines(line(kFirstId + 4, "kept-across-restart"));
+  server_.push_lines(push_record(kFirstId + 4, "kept-across-restart"));
   ASSERT_TRUE(server_.wait_for_log("push queued device=" + std::to_string(kFirstId + 4)));
   reader_.reset();
   ASSERT_EQ(server_.stop(SIGTERM), 0);
@@ -311,10 +303,10 @@ class ExpiringPushTest : public PushTest {
 };
 
 TEST_F(ExpiringPushTest, AnExpiredPushIsLoggedAndNotDelivered) {
-  server_.push_lines(line(kFirstId + 8, "too-old-by-then"));
+  server_.push_lines(push_record(kFirstId + 8, "too-old-by-then"));
   ASSERT_TRUE(server_.wait_for_log("push queued device=" + std::to_string(kFirstId + 8)));
   std::this_thread::sleep_for(1500ms);
-  server_.push_lines(line(kFirstId + 8, "fresh-one"));
+  server_.push_lines(push_record(kFirstId + 8, "fresh-one"));
   ASSERT_TRUE(server_.wait_for_log("(2 waiting)"));
   auto d = logged_in(server_, *reader_, kFirstId + 8);
   auto pushes = d->read_pushes(2, 1s);
@@ -324,8 +316,8 @@ TEST_F(ExpiringPushTest, AnExpiredPushIsLoggedAndNotDelivered) {
 }
 
 TEST_F(ExpiringPushTest, BeyondOfflineMaxTheOldestIsEvictedAndLogged) {
-  server_.push_lines(line(kFirstId + 9, "first-one") + line(kFirstId + 9, "second-one") +
-                     line(kFirstId + 9, "third-one"));
+  server_.push_lines(push_record(kFirstId + 9, "first-one") + push_record(kFirstId + 9, "second-one") +
+                     push_record(kFirstId + 9, "third-one"));
   ASSERT_TRUE(server_.wait_for_log("evicted (push.offline_max reached)"));
   auto d = logged_in(server_, *reader_, kFirstId + 9);
   auto pushes = d->read_pushes(3, 1s);
@@ -344,7 +336,7 @@ TEST_F(SmallWriteQueueTest, ADeviceThatDoesNotReadIsClosedAndItsUnsentPushesWait
   const std::string filler(30'000, 'z');  // 200 x 30 kB: far beyond socket buffers + 64 KiB
   auto sleeper = logged_in(server_, *reader_, kFirstId + 10);
   std::string text;
-  for (int i = 0; i < kPushes; ++i) text += line(kFirstId + 10, "n=" + std::to_string(i) + ";" + filler);
+  for (int i = 0; i < kPushes; ++i) text += push_record(kFirstId + 10, "n=" + std::to_string(i) + ";" + filler);
   std::thread writer([&] { server_.push_lines(text); });
   ASSERT_TRUE(server_.wait_for_log("reason=write_queue_full", 30s)) << server_.log();
   ASSERT_TRUE(server_.wait_for_log("unsent pushes go back to its offline queue"));
@@ -377,10 +369,10 @@ TEST_F(DeepWriteQueueTest, PushesAKilledWorkerHadNotWrittenReachTheDeviceAtItsNe
   auto sleeper = logged_in(server_, *reader_, id);
   auto witness = logged_in(server_, *reader_, kFirstId + 12);
   std::string text;
-  for (int i = 0; i < kPushes; ++i) text += line(id, "n=" + std::to_string(i) + ";" + filler);
+  for (int i = 0; i < kPushes; ++i) text += push_record(id, "n=" + std::to_string(i) + ";" + filler);
   // The master reads the FIFO in order: once the witness has its push, every push before
   // it has been handed to the sleeper's worker.
-  text += line(kFirstId + 12, "after-the-others");
+  text += push_record(kFirstId + 12, "after-the-others");
   std::thread writer([&] { server_.push_lines(text); });
   ASSERT_EQ(witness->read_pushes(1, 30s).size(), 1u) << server_.log();
   writer.join();
@@ -476,7 +468,7 @@ TEST_F(ReplacePushTest, PushesGoToTheNewConnection) {
   EXPECT_TRUE(old_one->wait_closed(2s));
   EXPECT_TRUE(server_.wait_for_log("replaces the connection from peer=127.0.0.1:"));
   EXPECT_TRUE(server_.wait_for_log("reason=replaced"));
-  server_.push_lines(line(kFirstId, "to-the-new-one"));
+  server_.push_lines(push_record(kFirstId, "to-the-new-one"));
   auto pushes = new_one->read_pushes(1);
   ASSERT_EQ(pushes.size(), 1u) << server_.log();
   EXPECT_EQ(pushes[0].payload, "to-the-new-one");
@@ -511,7 +503,7 @@ TEST_F(PushTest, SigkillOfAWorkerUnderLoadFreesItsDevicesAndOthersKeepGoing) {
   ASSERT_TRUE(server_.wait_for_log("worker 0 ready"));
   for (std::size_t i : lost) devices[i] = logged_in(server_, *reader_, kFirstId + i);
   for (std::size_t i = 0; i < kDevices; ++i) {
-    server_.push_lines(line(kFirstId + i, "after-the-crash"));
+    server_.push_lines(push_record(kFirstId + i, "after-the-crash"));
     auto pushes = devices[i]->read_pushes(1);
     ASSERT_EQ(pushes.size(), 1u) << "device " << i << "\n" << server_.log();
   }

@@ -59,19 +59,13 @@ class ReloadTest : public ::testing::Test {
   void reload(std::string_view outcome) {
     const std::size_t before = server_.count_in_log(outcome);
     ASSERT_EQ(::kill(server_.pid(), SIGHUP), 0);
-    const auto deadline = Clock::now() + 10s;
-    while (server_.count_in_log(outcome) == before && Clock::now() < deadline) {
-      std::this_thread::sleep_for(20ms);
-    }
+    server_.wait_for_log_count(outcome, before + 1);
     ASSERT_GT(server_.count_in_log(outcome), before) << server_.log();
   }
 
   // Waits until every worker has taken the new certificate (`reloads` of them so far).
   void wait_for_workers(std::size_t reloads) const {
-    const auto deadline = Clock::now() + 10s;
-    while (server_.count_in_log("reload: new handshakes use") < reloads && Clock::now() < deadline) {
-      std::this_thread::sleep_for(20ms);
-    }
+    server_.wait_for_log_count("reload: new handshakes use", reloads);
     ASSERT_EQ(server_.count_in_log("reload: new handshakes use"), reloads) << server_.log();
     // The master says the reload is done only once every worker has answered.
     ASSERT_TRUE(server_.wait_for_log("reload: done, every worker has taken it")) << server_.log();
@@ -179,10 +173,7 @@ TEST(ReloadSettings, TheRegistryAndTheLimitsChangeWhileAConnectedDeviceGoesOn) {
   ASSERT_EQ(::kill(server.pid(), SIGHUP), 0);
   ASSERT_TRUE(server.wait_for_log("reload: limits.per_ip changed; in effect now")) << server.log();
   EXPECT_TRUE(server.wait_for_log("reload: devices.sqlite changed; in effect now")) << server.log();
-  const auto deadline = Clock::now() + 10s;
-  while (server.count_in_log("reload: settings applied") < 2 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(20ms);
-  }
+  server.wait_for_log_count("reload: settings applied", 2);
   ASSERT_EQ(server.count_in_log("reload: settings applied"), 2u) << server.log();
   ASSERT_TRUE(server.wait_for_log("reload: done, every worker has taken it")) << server.log();
 

@@ -254,8 +254,7 @@ TEST_F(ServerTest, KilledWorkerIsReplacedAndItsDevicesLogInAgain) {
   EXPECT_TRUE(server_.wait_for_log("died: signal Killed")) << server_.log();
   const auto killed_at = Clock::now();
   // Replaced (after the 1 s crash-loop guard, since it died young).
-  const auto deadline = Clock::now() + 5s;
-  while (server_.count_in_log(" ready") < 3 && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  server_.wait_for_log_count(" ready", 3, 5s);
   EXPECT_EQ(server_.count_in_log(" ready"), 3u) << server_.log();
   // The dead worker's devices had their replay floor raised to the kill time plus the
   // tolerance (frames it accepted may never have reached the registry): they log in again

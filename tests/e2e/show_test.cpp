@@ -66,10 +66,7 @@ class ShowTest : public ::testing::Test {
 
   // A device whose clock is `offset` off logs in; returns once its frame was accepted.
   std::unique_ptr<Device> log_in(std::chrono::milliseconds offset) {
-    auto d = std::make_unique<Device>(server_.port());
-    EXPECT_TRUE(d->send_frame(DeviceId{kId}, kKey, "hello-server", device_clock(offset)));
-    EXPECT_EQ(reader_->read(1).size(), 1u) << server_.log();
-    return d;
+    return logged_in(server_, *reader_, kId, kKey, device_clock(offset));
   }
 
   TestServer server_;
@@ -82,16 +79,6 @@ void expect_skew(const std::string& text, std::chrono::milliseconds offset) {
   const int ms = as_int(text);
   EXPECT_LE(ms, offset.count()) << text;
   EXPECT_GE(ms, offset.count() - 1000) << text;
-}
-
-// Waits, bounded, for the `count`th log line with `needle`.
-bool wait_for_log_count(const TestServer& server, std::string_view needle, std::size_t count) {
-  const auto deadline = Clock::now() + 10s;
-  while (server.count_in_log(needle) < count) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 TEST_F(ShowTest, ConnectedThenDisconnectedTwiceThenServerStopped) {
@@ -140,7 +127,7 @@ TEST_F(ShowTest, ConnectedThenDisconnectedTwiceThenServerStopped) {
   expect_skew(f["skew_max_ms"], kSkew);
   EXPECT_EQ(f["sessions"], "1");  // the one that ended
   d.reset();
-  ASSERT_TRUE(wait_for_log_count(server_, "reason=peer_closed", 2)) << server_.log();
+  ASSERT_TRUE(server_.wait_for_log_count("reason=peer_closed", 2)) << server_.log();
   f = show();
   EXPECT_EQ(f["sessions"], "2");
   EXPECT_EQ(f["last_disconnect_reason"], "peer_closed");
