@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 
+#include "client/login_hints.hpp"
 #include "protocol/encoder.hpp"
 #include "protocol/errors.hpp"
 
@@ -415,6 +416,7 @@ void Client::Impl::take_frames() {
     // Only a server that accepted the login sends frames.
     accept_login(steady_now());
     const protocol::Time now = wall_now();
+    if (frame.device == device_) server_clock_offset_ = frame.time - now;
     std::optional<Error> refused;
     if (frame.device != device_) {
       refused = Error{ErrorCode::bad_server_frame,
@@ -494,6 +496,9 @@ void Client::Impl::lose_connection(ErrorCode code, const std::string& why) {
                              "): wrong key, unknown or disabled device, the device is connected "
                              "elsewhere, or this clock is off",
                          false});
+    log(LogLevel::info,
+        refused_login_checklist(protocol::to_string(device_), server_clock_offset_,
+                                duration_cast<protocol::Tick>(options_.time_tolerance)));
     return;
   }
   if (login != Login::accepted) {

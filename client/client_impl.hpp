@@ -103,6 +103,8 @@ class Client::Impl {
   Pacer pacer_;                      // frames per second, under the server's flood limit
   protocol::TimeStamper stamper_;    // TIMEs of our frames: strictly increasing
   protocol::ReplayWindow seen_;      // TIMEs of the server's frames: never twice
+  // The server's TIME minus this clock at its last push: a refused login's first check.
+  std::optional<protocol::Tick> server_clock_offset_;
 
   Backoff backoff_;
   std::mt19937_64 random_;

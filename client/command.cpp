@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <deque>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "client/link.hpp"
 #include "client/trust.hpp"
@@ -56,11 +58,60 @@ std::function<void(LogLevel, std::string_view)> stderr_log(int verbosity) {
   };
 }
 
+// The library names the fields of its Options (ca_file, pins); the command's user knows
+// its flags. A field name with '_' is replaced wherever it stands outside a path, a plain
+// word (host, port, key) only as the message's leading "name:".
+std::string in_flag_words(const Error& error) {
+  if (error.code != ErrorCode::bad_options) return error.message;
+  static constexpr std::pair<std::string_view, std::string_view> kFlags[] = {
+      {"ca_file", "--ca"},
+      {"cert_file", "--cert"},
+      {"pins", "--pin"},
+      {"insecure", "--insecure"},
+      {"device_id", "--id"},
+      {"key", "--key"},
+      {"host", "--host"},
+      {"port", "--port"},
+      {"connect_timeout", "--connect-timeout"},
+      {"login_grace", "--login-grace"},
+      {"time_tolerance", "--time-tolerance"},
+      {"keepalive", "--keepalive"},
+      {"keepalive_payload", "--keepalive-payload"},
+      {"max_connection_age", "--max-age"},
+      {"backoff_initial", "--backoff"},
+      {"backoff_max", "--backoff-max"},
+      {"queue_limit", "--queue"},
+  };
+  const auto is_word_char = [](char ch) { return (ch >= 'a' && ch <= 'z') || ch == '_'; };
+  const std::string& in = error.message;
+  std::string out;
+  for (std::size_t i = 0; i < in.size();) {
+    std::size_t end = i;
+    while (end < in.size() && is_word_char(in[end])) ++end;
+    if (end == i) {
+      out += in[i++];
+      continue;
+    }
+    const std::string_view word(in.data() + i, end - i);
+    const auto is_path_char = [](char ch) { return ch == '/' || ch == '.' || ch == '-'; };
+    const bool in_path = (i > 0 && is_path_char(in[i - 1])) || (end < in.size() && is_path_char(in[end]));
+    const bool leading_name = i == 0 && end < in.size() && in[end] == ':';
+    const bool distinct = word.find('_') != std::string_view::npos || word == "pins" || word == "insecure";
+    std::string_view replacement = word;
+    for (const auto& [field, flag] : kFlags) {
+      if (word == field && !in_path && (leading_name || distinct)) replacement = flag;
+    }
+    out += replacement;
+    i = end;
+  }
+  return out;
+}
+
 // --print-pin: the TLS handshake alone (no login), then the server's pin on stdout.
 int print_pin(const Options& options) {
   auto trust = Trust::load(options);
   if (!trust) {
-    std::fprintf(stderr, "iotsocket-client: %s\n", trust.error().message.c_str());
+    std::fprintf(stderr, "iotsocket-client: %s\n", in_flag_words(trust.error()).c_str());
     return exit_code_for(trust.error());
   }
   auto ctx = trust->make_context();
@@ -204,7 +255,7 @@ int run(CommandOptions options) {
   Error error;
   std::unique_ptr<Client> client = Client::create(options.client, &error);
   if (!client) {
-    std::fprintf(stderr, "iotsocket-client: %s\n", error.message.c_str());
+    std::fprintf(stderr, "iotsocket-client: %s\n", in_flag_words(error).c_str());
     return exit_code_for(error);
   }
   LineSource stdin_lines(options.interval);

@@ -85,11 +85,15 @@ int main(int argc, char** argv) {
   app.add_option("--key-file", key_file,
                  "Read the device key from the first line of FILE (before --key and IOTSOCKET_KEY)");
 
-  app.add_option("--ca", c.ca_file, "Trust servers whose chain verifies against this PEM bundle");
-  app.add_option("--cert", c.cert_file,
-                 "Trust only the server certificate in this PEM file (the legacy cert_path)");
-  app.add_option("--pin", c.pins, "Trust a server whose public key has this pin (sha256/BASE64); repeatable");
-  app.add_flag("--insecure", c.insecure, "Do not authenticate the server (tests only; warns)");
+  CLI::Option* ca = app.add_option("--ca", c.ca_file, "Trust servers whose chain verifies against this PEM bundle");
+  CLI::Option* cert = app.add_option(
+      "--cert", c.cert_file, "Trust only the server certificate in this PEM file (the legacy cert_path)");
+  CLI::Option* pin =
+      app.add_option("--pin", c.pins, "Trust a server whose public key has this pin (sha256/BASE64); repeatable");
+  app.add_flag("--insecure", c.insecure, "Do not authenticate the server (tests only; warns)")
+      ->excludes(ca)
+      ->excludes(cert)
+      ->excludes(pin);
   app.add_option("--server-name", c.server_name, "Name to send (SNI) and to check with --ca; default --host");
 
   app.add_option("--count", options.count, "Exit after receiving N pushes");
@@ -129,6 +133,12 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     if (!key_file.empty()) c.key = read_key_file(key_file);
+    if (c.ca_file.empty() && c.cert_file.empty() && c.pins.empty() && !c.insecure) {
+      throw CLI::RequiredError(
+          "no way to authenticate the server: give --cert FILE (the server's certificate), "
+          "--ca FILE (a CA bundle) or --pin sha256/... (--insecure accepts any server: tests only)",
+          CLI::ExitCodes::RequiredError);
+    }
     if (!options.print_pin) {
       if (c.device_id.empty()) throw CLI::RequiredError("--id");
       if (c.key.empty()) throw CLI::RequiredError("--key, --key-file or IOTSOCKET_KEY");

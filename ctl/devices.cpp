@@ -42,8 +42,8 @@ int devices_add(const std::string& registry, DeviceId id, std::optional<std::str
   if (!added) return fail(added.error());
   if (generated) {
     std::cout << protocol::to_string(id) << ' ' << *added << '\n';
-    std::cerr << "iotsocketctl: note: this is the only time the key is shown; the registry "
-                 "keeps only a hash of it\n";
+    std::cerr << "iotsocketctl: note: keep the key now: the registry keeps only a hash of it, "
+                 "so iotsocketctl cannot show it again\n";
   } else {
     std::cout << protocol::to_string(id) << '\n';
   }

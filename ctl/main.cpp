@@ -2,6 +2,8 @@
 // by the config file (devices.sqlite); `status` and `push` talk to the running server
 // (its shared device table and push FIFO), and so do `devices disable/remove`, which close
 // the device's live connection.
+#include <filesystem>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -32,14 +34,28 @@ DeviceId device_id(const std::string& checked_text) {
   return *protocol::parse_device_id(checked_text);  // the validator ran first
 }
 
-// The config, or nullopt after printing why there is none.
+// The config, or nullopt after printing why there is none. A config file that is not there
+// is most often the package's default on a developer's machine (`make run` writes its own),
+// so the hint says how to name another.
 std::optional<config::Config> load_config(const std::string& config_file) {
   auto loaded = config::load_file(config_file);
   if (!loaded) {
     for (const auto& error : loaded.error()) ctl::fail(error.to_string());
+    if (!std::filesystem::exists(config_file)) {
+      ctl::fail(std::string("hint: give the server's config with --config FILE (default ") +
+                kDefaultConfig + ", the package's; make run's is var/iotsocket.yaml)");
+    }
     return std::nullopt;
   }
   return std::move(*loaded);
+}
+
+// --config is accepted before the subcommand and after it, and every subcommand's --help
+// lists it: operators type it where they please.
+void add_config_option(CLI::App& app, std::string& config_file) {
+  app.add_option("-c,--config", config_file,
+                 std::string("Server config file (default ") + kDefaultConfig + ")");
+  for (CLI::App* sub : app.get_subcommands(std::function<bool(CLI::App*)>{})) add_config_option(*sub, config_file);
 }
 
 }  // namespace
@@ -48,8 +64,6 @@ int main(int argc, char** argv) {
   CLI::App app{"Manages an iotsocket server's devices.", "iotsocketctl"};
   app.require_subcommand(1);
   std::string config_file = kDefaultConfig;
-  app.add_option("-c,--config", config_file, "Server config file (for devices.sqlite)")
-      ->capture_default_str();
 
   CLI::App* devices = app.add_subcommand("devices", "Add, list, show, remove, disable or enable devices");
   devices->require_subcommand(1);
@@ -97,6 +111,8 @@ int main(int argc, char** argv) {
       "push", "Send PAYLOAD to device ID through the push FIFO (queued if it is offline)");
   push->add_option("ID", id, "Device ID")->required()->check(kDeviceId);
   push->add_option("PAYLOAD", payload, "The bytes to send (5 to 62534)")->required();
+
+  add_config_option(app, config_file);
 
   try {
     app.parse(argc, argv);

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iostream>
 #include <string>
 
 #include "ctl/devices.hpp"
@@ -13,12 +14,43 @@
 #include "protocol/record.hpp"
 
 namespace iotsocket::ctl {
+namespace {
+
+// The server refuses a push for a device that is not in the registry (and logs it); the
+// backend developer who typed the command hears it here, with exit 1. A registry that
+// cannot be read (a backend user outside group iotsocket) leaves the decision to the server.
+bool known_device(const config::Config& config, protocol::DeviceId id) {
+  const std::string& path = config.devices.sqlite;
+  const auto cannot_check = [](const std::string& why) {
+    std::cerr << "iotsocketctl: warning: cannot check the registry (" << why
+              << "); the push is sent and the server decides\n";
+    return true;
+  };
+  auto registry = DeviceRegistry::open(path, DeviceRegistry::Mode::read_only);
+  if (!registry) return cannot_check(registry.error());
+  const auto found = registry->find(id);
+  if (!found) return cannot_check(found.error());
+  const std::string name = protocol::to_string(id);
+  if (!found->has_value()) {
+    fail("no device " + name + " in the registry " + path +
+         ": the server would refuse the push (add it with: iotsocketctl devices add " + name + ")");
+    return false;
+  }
+  if (!(*found)->enabled) {
+    std::cerr << "iotsocketctl: note: device " << name
+              << " is disabled: the push waits in the offline queue until it is enabled and logs in\n";
+  }
+  return true;
+}
+
+}  // namespace
 
 int push(const config::Config& config, protocol::DeviceId id, const std::string& payload) {
   if (auto error = protocol::payload_error(payload)) {
     return fail(std::string("payload refused: ") + std::string(protocol::name(*error)) +
                 " (a push body is 5 to 62534 bytes after |#| is removed and whitespace stripped)");
   }
+  if (!known_device(config, id)) return kExitFailed;
   std::string line;
   protocol::append_device_id(line, id);
   line += ' ';

@@ -80,7 +80,8 @@ int status(const config::Config& config, bool summary) {
   fmt::print("inbound records waiting: {} bytes in memory, {} bytes in the spool\n",
              totals.memory_bytes, totals.spool_bytes);
   print_reasons(totals);
-  fmt::print("\n{} devices connected, master pid {}\n", devices.size(), table->master_pid());
+  fmt::print("\n{} {} connected, master pid {}\n", devices.size(),
+             devices.size() == 1 ? "device" : "devices", table->master_pid());
   return kExitOk;
 }
 

@@ -224,6 +224,48 @@ TEST_F(ClientTest, CommandOnceExitsWhenStdinIsSentAndNamesRefusedLines) {
   EXPECT_NE(help.out.find("Exit codes"), std::string::npos) << help.out;
 }
 
+// The command's user knows its flags, not the library's field names (ca_file, pins); and
+// after a refused login -v says what to check, in order.
+TEST_F(ClientTest, CommandErrorsNameTheFlagsAndVerboseSaysWhatToCheckAfterARefusedLogin) {
+  const std::string cert = server_.dir() + "/cert.pem";
+  RunResult no_trust = command({"--key", kKey, "--once"});
+  EXPECT_EQ(no_trust.exit_code, 2);
+  for (const char* flag : {"--cert FILE", "--ca FILE", "--pin sha256/", "--insecure"}) {
+    EXPECT_NE(no_trust.err.find(flag), std::string::npos) << flag << " in " << no_trust.err;
+  }
+  RunResult missing_ca = command({"--key", kKey, "--ca", server_.dir() + "/missing_ca_file.pem", "--once"});
+  EXPECT_EQ(missing_ca.exit_code, 2);
+  EXPECT_EQ(missing_ca.err, "iotsocket-client: --ca: cannot open " + server_.dir() + "/missing_ca_file.pem\n");
+  RunResult bad_pin = command({"--key", kKey, "--pin", "sha256/short", "--once"});
+  EXPECT_EQ(bad_pin.exit_code, 2);
+  EXPECT_NE(bad_pin.err.find("iotsocket-client: --pin: 'sha256/short' is not a pin"), std::string::npos)
+      << bad_pin.err;
+  RunResult both = command({"--key", kKey, "--insecure", "--cert", cert, "--once"});
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_NE(both.err.find("--cert excludes --insecure"), std::string::npos) << both.err;
+  for (const RunResult* r : {&no_trust, &bad_pin, &both}) {
+    for (const char* field : {"ca_file", "cert_file", "pins"}) {
+      EXPECT_EQ(r->err.find(field), std::string::npos) << field << " in " << r->err;
+    }
+  }
+
+  RunResult quiet = command({"--key", "not-the-key", "--cert", cert, "--once"}, "hello server\n");
+  EXPECT_EQ(quiet.exit_code, 3) << quiet.err;
+  EXPECT_EQ(quiet.err.find("check, in this order"), std::string::npos) << quiet.err;
+  RunResult verbose = command({"--key", "not-the-key", "--cert", cert, "--once", "-v"}, "hello server\n");
+  EXPECT_EQ(verbose.exit_code, 3) << verbose.err;
+  EXPECT_NE(verbose.err.find("iotsocket-client: info: the server does not say why it refused a login; "
+                             "check, in this order: 1) this clock: no push from the server came yet"),
+            std::string::npos)
+      << verbose.err;
+  EXPECT_NE(verbose.err.find("3) on the server, `iotsocketctl devices show " + id_text() + "`"),
+            std::string::npos)
+      << verbose.err;
+  // And the server's answer is the one the list points to.
+  const RunResult show = server_.ctl({"devices", "show", id_text()});
+  EXPECT_NE(show.out.find("wrong_key"), std::string::npos) << show.out;
+}
+
 // SIGTERM ends the command at once and cleanly (exit 0), and the stdin it shared with the
 // shell is blocking again afterwards: `timeout 1 cat` then blocks (124) instead of failing
 // at once with EAGAIN (1), as it would on a descriptor left non-blocking.

@@ -34,7 +34,8 @@ class CtlTest : public ::testing::Test {
     registry_ = (dir_ / "devices.db").string();
     config_ = (dir_ / "iotsocket.yaml").string();
     std::ofstream(config_) << "tls: {enabled: false}\n"
-                           << "devices: {sqlite: " << registry_ << "}\n";
+                           << "devices: {sqlite: " << registry_ << "}\n"
+                           << "fifo: {push: " << (dir_ / "push.fifo").string() << "}\n";
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -64,7 +65,7 @@ TEST_F(CtlTest, AddGeneratesAndPrintsTheKeyOnce) {
   expect_ok(r);
   std::smatch match;
   ASSERT_TRUE(std::regex_match(r.out, match, std::regex("0000000042 ([A-Za-z0-9_-]{32})\n"))) << r.out;
-  EXPECT_NE(r.err.find("only time the key is shown"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("iotsocketctl cannot show it again"), std::string::npos) << r.err;
   auto devices = registry();
   EXPECT_EQ(devices.verify(DeviceId{42}, match[1].str()), LoginCheck::ok);
 }
@@ -200,13 +201,76 @@ TEST_F(CtlTest, HelpExitsZeroAndExplainsFastHash) {
   EXPECT_NE(r.out.find("random"), std::string::npos) << r.out;
 }
 
-TEST_F(CtlTest, MissingConfigIsNamed) {
+TEST_F(CtlTest, MissingConfigIsNamedAndTheHintSaysHowToGiveAnother) {
   const std::string missing = (dir_ / "nope.yaml").string();
   const Outcome r = e2e::run_command({std::string(IOTSOCKET_BIN_DIR) + "/iotsocketctl", "--config", missing,
                      "devices", "list"},
                     "");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find(missing), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("hint: give the server's config with --config FILE (default "
+                       "/etc/iotsocket/iotsocket.yaml, the package's; make run's is var/iotsocket.yaml)"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(CtlTest, AConfigThatIsThereButBrokenGetsNoHint) {
+  std::ofstream(config_) << "workers: many\n";
+  const Outcome r = ctl({"devices", "list"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("workers"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("hint:"), std::string::npos) << r.err;
+}
+
+// An operator types --config where it comes to mind: after the subcommand too.
+TEST_F(CtlTest, ConfigIsAcceptedAfterTheSubcommand) {
+  const std::string bin = std::string(IOTSOCKET_BIN_DIR) + "/iotsocketctl";
+  expect_ok(e2e::run_command({bin, "devices", "add", "42", "--key", "k42", "--config", config_}));
+  expect_ok(e2e::run_command({bin, "devices", "add", "--config", config_, "43", "--key", "k43"}));
+  expect_ok(e2e::run_command({bin, "devices", "disable", "-c", config_, "43"}));
+  EXPECT_EQ(registry().verify(DeviceId{42}, "k42"), LoginCheck::ok);
+  EXPECT_EQ(registry().verify(DeviceId{43}, "k43"), LoginCheck::disabled);
+  // push checks the registry before it looks for a server: the ID is not taken for the config.
+  const Outcome push = e2e::run_command({bin, "push", "--config", config_, "44", "hello"});
+  EXPECT_EQ(push.exit_code, 1);
+  EXPECT_NE(push.err.find("no device 0000000044 in the registry"), std::string::npos) << push.err;
+}
+
+TEST_F(CtlTest, EverySubcommandsHelpListsConfig) {
+  const std::vector<std::vector<std::string>> commands{
+      {"devices"},           {"devices", "add"},     {"devices", "list"}, {"devices", "show"},
+      {"devices", "remove"}, {"devices", "disable"}, {"devices", "enable"}, {"devices", "import"},
+      {"status"},            {"push"}};
+  for (std::vector<std::string> command : commands) {
+    command.insert(command.begin(), std::string(IOTSOCKET_BIN_DIR) + "/iotsocketctl");
+    command.emplace_back("--help");
+    const Outcome r = e2e::run_command(command);
+    EXPECT_EQ(r.exit_code, 0) << ::testing::PrintToString(command);
+    EXPECT_NE(r.out.find("-c,--config TEXT"), std::string::npos) << ::testing::PrintToString(command) << r.out;
+  }
+}
+
+// The server would refuse it: the backend developer hears it from the command, exit 1.
+TEST_F(CtlTest, PushToADeviceNotInTheRegistryFailsWithTheReason) {
+  expect_ok(ctl({"devices", "add", "7", "--key", "seven"}));
+  const Outcome r = ctl({"push", "42", "hello"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "iotsocketctl: no device 0000000042 in the registry " + registry_ +
+                ": the server would refuse the push (add it with: iotsocketctl devices add 0000000042)\n");
+  // A registered device passes the check; with no server running, that is the next failure.
+  const Outcome known = ctl({"push", "7", "hello"});
+  EXPECT_EQ(known.exit_code, 1);
+  EXPECT_EQ(known.err.find("in the registry"), std::string::npos) << known.err;
+  EXPECT_NE(known.err.find("fifo.push"), std::string::npos) << known.err;
+  // A disabled one too, with a note that the push waits until the device may log in.
+  expect_ok(ctl({"devices", "disable", "7"}));
+  const Outcome disabled = ctl({"push", "7", "hello"});
+  EXPECT_EQ(disabled.exit_code, 1);
+  EXPECT_NE(disabled.err.find("iotsocketctl: note: device 0000000007 is disabled: the push waits in the "
+                              "offline queue until it is enabled and logs in\n"),
+            std::string::npos)
+      << disabled.err;
 }
 
 TEST_F(CtlTest, ListOfAMissingRegistryNamesIt) {

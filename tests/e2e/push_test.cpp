@@ -258,7 +258,7 @@ TEST_F(PushTest, CtlStatusShowsConnectedDevicesAndCtlPushDelivers) {
   ASSERT_EQ(status.exit_code, 0) << status.err;
   EXPECT_NE(status.out.find(std::to_string(kFirstId + 7)), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("127.0.0.1:"), std::string::npos) << status.out;
-  EXPECT_NE(status.out.find("1 devices connected"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("\n1 device connected,"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("rejected: none"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("closed: none"), std::string::npos) << status.out;
 
@@ -283,7 +283,7 @@ TEST_F(PushTest, CtlStatusShowsConnectedDevicesAndCtlPushDelivers) {
   EXPECT_EQ(summary.out.find(std::to_string(kFirstId + 7)), std::string::npos) << summary.out;
   EXPECT_EQ(summary.out.find("SINCE"), std::string::npos) << summary.out;  // the list's header
   EXPECT_NE(summary.out.find("rejected: wrong_key 2\n"), std::string::npos) << summary.out;
-  EXPECT_NE(summary.out.find("1 devices connected"), std::string::npos) << summary.out;
+  EXPECT_NE(summary.out.find("\n1 device connected,"), std::string::npos) << summary.out;
 
   auto pushed = server_.ctl({"push", std::to_string(kFirstId + 7), "from the operator"});
   ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
@@ -294,6 +294,17 @@ TEST_F(PushTest, CtlStatusShowsConnectedDevicesAndCtlPushDelivers) {
   auto short_one = server_.ctl({"push", std::to_string(kFirstId + 7), "abc"});
   EXPECT_EQ(short_one.exit_code, 1);
   EXPECT_NE(short_one.err.find("body_too_short"), std::string::npos) << short_one.err;
+
+  // A device that is not in the registry: the command says why and exits 1, sending nothing.
+  auto unknown = server_.ctl({"push", "9999999998", "for-nobody"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("no device 9999999998 in the registry"), std::string::npos) << unknown.err;
+  auto after = server_.ctl({"push", std::to_string(kFirstId + 7), "after the refusal"});
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  pushes = d->read_pushes(1);
+  ASSERT_EQ(pushes.size(), 1u) << server_.log();
+  EXPECT_EQ(pushes[0].payload, "after the refusal");
+  EXPECT_EQ(server_.log().find("device=9999999998"), std::string::npos) << server_.log();
 }
 
 class ExpiringPushTest : public PushTest {

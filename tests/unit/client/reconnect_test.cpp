@@ -4,6 +4,9 @@
 // tells a wait of a few hundred milliseconds from one of seconds.
 #include <signal.h>
 
+#include <string>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "tests/unit/client/fake_server.hpp"
@@ -69,6 +72,62 @@ TEST(ClientReconnect, AfterARefusedLoginTheReadingIsStillQueuedAndGoesOutLater) 
   EXPECT_EQ(client->queued(), 0u);
   const auto last = server.inspect([](const std::vector<Connection>& c) { return c.back(); });
   EXPECT_EQ(bodies(last), std::vector<std::string>{"reading-to-deliver"});
+}
+
+// After a refused login the info log says what to check, in order; the clock comes first
+// when the server's last push showed it off by half the tolerance or more.
+std::vector<std::string> checklists_in(const std::vector<std::string>& lines) {
+  std::vector<std::string> found;
+  for (const std::string& line : lines) {
+    if (line.find("check, in this order") != std::string::npos) found.push_back(line);
+  }
+  return found;
+}
+
+TEST(ClientReconnect, ARefusedLoginBeforeAnyPushSaysHowToCompareTheClocks) {
+  FakeServer server(certificates().server);
+  server.refuse_logins(true);
+  Options options = test_options(server.port());
+  std::vector<std::string> info;
+  options.log = [&](LogLevel level, std::string_view line) {
+    if (level == LogLevel::info) info.emplace_back(line);
+  };
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  Events events;
+  ASSERT_TRUE(drive_until(*client, events, [&] { return events.count(ErrorCode::auth_refused) > 0; }, 3s))
+      << events.describe();
+  const auto checklists = checklists_in(info);
+  ASSERT_EQ(checklists.size(), 1u) << ::testing::PrintToString(info);
+  EXPECT_NE(checklists[0].find("1) this clock: no push from the server came yet"), std::string::npos)
+      << checklists[0];
+  EXPECT_NE(checklists[0].find("iotsocketctl devices show 1234567890"), std::string::npos) << checklists[0];
+}
+
+TEST(ClientReconnect, ARefusedLoginAfterASkewedPushPutsThisClockFirst) {
+  FakeServer server(certificates().server);
+  Options options = test_options(server.port());
+  std::vector<std::string> info;
+  options.log = [&](LogLevel level, std::string_view line) {
+    if (level == LogLevel::info) info.emplace_back(line);
+  };
+  // The server's clock runs 5 s ahead: its push is dropped, and tells the client so.
+  server.write_after_login(push_frame(1234567890, now_time() + 5s, "from-a-clock-ahead"));
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  Events events;
+  ASSERT_TRUE(drive_until(*client, events, [&] { return events.count(ErrorCode::clock_skew) > 0; }, 3s))
+      << events.describe();
+  EXPECT_TRUE(checklists_in(info).empty());
+  server.refuse_logins(true);
+  server.close_current();
+  ASSERT_TRUE(drive_until(*client, events, [&] { return events.count(ErrorCode::auth_refused) > 0; }, 5s))
+      << events.describe();
+  const auto checklists = checklists_in(info);
+  ASSERT_FALSE(checklists.empty()) << ::testing::PrintToString(info);
+  EXPECT_NE(checklists[0].find("1) this clock FIRST: at its last push the server's clock was"), std::string::npos)
+      << checklists[0];
+  EXPECT_NE(checklists[0].find("s ahead of this one"), std::string::npos) << checklists[0];
 }
 
 // ---- no server ----
