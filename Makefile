@@ -33,7 +33,9 @@ run: deps-run
 	scripts/dev-run
 
 # The unit and e2e tests run once, under the sanitizers (they catch what the optimised build
-# would, and more); the optimised build is what the package and install tests check.
+# would, and more); the optimised build is what the package and install tests check. So the
+# tests' own code is compiled here at -O0 only: a warning that only -O2 gives in a test
+# (rare) shows in `make unit`, not here.
 test: deps
 	$(call stage,build)
 	$(call stage,asan)

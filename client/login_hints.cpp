@@ -12,8 +12,9 @@ std::string seconds(protocol::Tick ticks) {
 }
 
 std::string clock_check(std::optional<protocol::Tick> offset, protocol::Tick tolerance) {
-  const std::string limit = "the server refuses a frame whose TIME is " + seconds(tolerance) +
-                            " or more off its clock";
+  const std::string limit =
+      "the server refuses a frame whose TIME is off its clock by its protocol.time_tolerance, "
+      "3 s unless its operator changed it";
   if (!offset) {
     return "this clock: no push from the server came yet to compare it with; compare `date -u` "
            "here and on the server (" + limit + ")";

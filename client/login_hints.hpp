@@ -14,7 +14,8 @@
 namespace iotsocket::client {
 
 // `server_offset`: the server's TIME minus this clock, at the last push (nullopt: no push
-// seen yet). `tolerance`: the server's limit (protocol.time_tolerance, 3 s by default).
+// seen yet). `tolerance`: this side's limit for the server's TIMEs (Options::time_tolerance,
+// 3 s as the server's by default); an offset of half of it or more is named first.
 std::string refused_login_checklist(std::string_view device_id,
                                     std::optional<protocol::Tick> server_offset,
                                     protocol::Tick tolerance);

@@ -3,9 +3,9 @@
 // (its shared device table and push FIFO), and so do `devices disable/remove`, which close
 // the device's live connection.
 #include <filesystem>
-#include <functional>
 #include <iostream>
 #include <optional>
+#include <system_error>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -41,7 +41,8 @@ std::optional<config::Config> load_config(const std::string& config_file) {
   auto loaded = config::load_file(config_file);
   if (!loaded) {
     for (const auto& error : loaded.error()) ctl::fail(error.to_string());
-    if (!std::filesystem::exists(config_file)) {
+    std::error_code unreadable;
+    if (!std::filesystem::exists(config_file, unreadable) && !unreadable) {
       ctl::fail(std::string("hint: give the server's config with --config FILE (default ") +
                 kDefaultConfig + ", the package's; make run's is var/iotsocket.yaml)");
     }
@@ -51,11 +52,13 @@ std::optional<config::Config> load_config(const std::string& config_file) {
 }
 
 // --config is accepted before the subcommand and after it, and every subcommand's --help
-// lists it: operators type it where they please.
+// lists it: operators type it where they please. Call it once every subcommand exists.
+// Given twice, the one after the subcommand wins.
 void add_config_option(CLI::App& app, std::string& config_file) {
   app.add_option("-c,--config", config_file,
                  std::string("Server config file (default ") + kDefaultConfig + ")");
-  for (CLI::App* sub : app.get_subcommands(std::function<bool(CLI::App*)>{})) add_config_option(*sub, config_file);
+  const auto named = [](CLI::App* sub) { return !sub->get_name().empty(); };  // not option groups
+  for (CLI::App* sub : app.get_subcommands(named)) add_config_option(*sub, config_file);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <fmt/chrono.h>
 #include <fmt/core.h>
 
+#include "common/counted.hpp"
 #include "ctl/devices.hpp"
 #include "ctl/server.hpp"
 #include "ctl/time_text.hpp"
@@ -80,8 +81,8 @@ int status(const config::Config& config, bool summary) {
   fmt::print("inbound records waiting: {} bytes in memory, {} bytes in the spool\n",
              totals.memory_bytes, totals.spool_bytes);
   print_reasons(totals);
-  fmt::print("\n{} {} connected, master pid {}\n", devices.size(),
-             devices.size() == 1 ? "device" : "devices", table->master_pid());
+  fmt::print("\n{} connected, master pid {}\n", counted(devices.size(), "device", "devices"),
+             table->master_pid());
   return kExitOk;
 }
 

@@ -27,6 +27,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/channel.hpp"
+#include "common/counted.hpp"
 #include "common/event_sink.hpp"
 #include "common/log.hpp"
 #include "common/tls.hpp"
@@ -895,9 +896,9 @@ void Master::reopen_log() {
 }
 
 std::string Master::status_text() const {
-  if (stopping_) return "stopping: " + std::to_string(connections_) + " connections left to close";
-  return std::to_string(connections_) + " connections, " + std::to_string(ready_workers()) + " of " +
-         std::to_string(workers_.size()) + " workers ready";
+  if (stopping_) return "stopping: " + counted(connections_, "connection", "connections") + " left to close";
+  return counted(connections_, "connection", "connections") + ", " + std::to_string(ready_workers()) +
+         " of " + counted(workers_.size(), "worker", "workers") + " ready";
 }
 
 std::uint32_t Master::ready_workers() const {

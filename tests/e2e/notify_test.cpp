@@ -92,7 +92,7 @@ TEST_F(NotifyTest, ReadyReloadingStatusAndStopping) {
 
   Device device(server_.port());
   ASSERT_TRUE(device.send_frame(protocol::DeviceId{kId}, kKey, "hello"));
-  EXPECT_TRUE(ends_with_needle(notify_->until("STATUS=1 connections"), "STATUS=1 connections"))
+  EXPECT_TRUE(ends_with_needle(notify_->until("STATUS=1 connection,"), "STATUS=1 connection,"))
       << server_.log();
 
   const int code = server_.stop(SIGTERM);
