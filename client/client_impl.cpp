@@ -24,12 +24,6 @@ int millis_between(SteadyTime from, SteadyTime to) {
   return static_cast<int>(std::min<milliseconds::rep>(ms, 60'000));
 }
 
-std::string seconds_text(protocol::Tick ticks) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(ticks.count()) / 10'000.0);
-  return text;
-}
-
 }  // namespace
 
 Client::Impl::Impl(Options options, Trust trust, SslCtx ctx, protocol::DeviceId device)
@@ -426,7 +420,7 @@ void Client::Impl::take_frames() {
       const protocol::Tick off = frame.time > now ? frame.time - now : now - frame.time;
       refused = Error{ErrorCode::clock_skew,
                       "push with TIME " + std::string(frame.time_text) + " dropped: it is " +
-                          seconds_text(off) + " from this clock (this clock or the server's is wrong)",
+                          protocol::seconds_text(off) + " from this clock (this clock or the server's is wrong)",
                       false};
     } else if (!seen_.is_fresh(frame.time)) {
       refused = Error{ErrorCode::replayed_push,

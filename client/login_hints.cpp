@@ -1,15 +1,7 @@
 #include "client/login_hints.hpp"
 
-#include <cstdio>
-
 namespace iotsocket::client {
 namespace {
-
-std::string seconds(protocol::Tick ticks) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(ticks.count()) / 10'000.0);
-  return text;
-}
 
 std::string clock_check(std::optional<protocol::Tick> offset, protocol::Tick tolerance) {
   const std::string limit =
@@ -23,10 +15,10 @@ std::string clock_check(std::optional<protocol::Tick> offset, protocol::Tick tol
   const std::string direction = *offset < protocol::Tick::zero() ? "behind" : "ahead of";
   // Half the tolerance: a push's TIME is taken before its trip here, and clocks drift.
   if (off * 2 < tolerance) {
-    return "this clock agreed with the server's within " + seconds(off) +
+    return "this clock agreed with the server's within " + protocol::seconds_text(off) +
            " at its last push: probably not the cause";
   }
-  return "this clock FIRST: at its last push the server's clock was " + seconds(off) + " " +
+  return "this clock FIRST: at its last push the server's clock was " + protocol::seconds_text(off) + " " +
          direction + " this one (" + limit + "); set this clock (NTP)";
 }
 

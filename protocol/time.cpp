@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 
 #include "protocol/ascii.hpp"
 
@@ -59,6 +60,12 @@ std::string format_time(Time t) {
   std::string out;
   append_time(out, t);
   return out;
+}
+
+std::string seconds_text(Tick ticks) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(ticks.count()) / 10'000.0);
+  return text;
 }
 
 std::optional<Time> TimeStamper::next(Time now, Tick max_lead) noexcept {

@@ -32,6 +32,9 @@ std::optional<Time> parse_time(std::string_view text) noexcept;
 void append_time(std::string& out, Time t);
 std::string format_time(Time t);
 
+// A span of ticks for people, to a tenth of a second: "5.2 s", "-1.5 s".
+std::string seconds_text(Tick ticks);
+
 // |t - now| < tolerance, the server's and the client's time check.
 constexpr bool within_tolerance(Time t, Time now, Tick tolerance) noexcept {
   const Tick diff = t > now ? t - now : now - t;
