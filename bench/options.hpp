@@ -10,7 +10,7 @@
 namespace iotsocket::bench {
 
 // The server closes a connection that sent no complete frame for this long
-// (PROTOCOL.md; config `timeouts.idle`), so an idle hold must stay below it.
+// (docs/PROTOCOL.md; config `timeouts.idle`), so an idle hold must stay below it.
 inline constexpr double kServerIdleSeconds = 90.0;
 // The highest --rate: frames per second per device. TIME has 0.1 ms ticks and the
 // server's flood limit (333 frames per 3 s by default) closes far earlier anyway.

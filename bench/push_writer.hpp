@@ -1,5 +1,5 @@
 // Push mode's writer: one thread that writes `ID payload` records into the server's push
-// FIFO (PROTOCOL.md "The backend side"), as a backend would, once every loop has published
+// FIFO (docs/PROTOCOL.md "The backend side"), as a backend would, once every loop has published
 // its logged-in devices. The pushes go round robin over those devices, paced at
 // --push-rate on the steady clock (or unpaced), in write(2)s of whole lines of at most
 // PIPE_BUF bytes, so that they never interleave with another backend's records. It stops

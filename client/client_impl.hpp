@@ -58,7 +58,7 @@ class Client::Impl {
   void frame_written(SteadyTime now);
   void write_pending(SteadyTime now);
 
-  // Reading: every frame of what arrived, each checked as PROTOCOL.md says.
+  // Reading: every frame of what arrived, each checked as docs/PROTOCOL.md says.
   bool input_waiting() const;
   void read_available();
   void take_frames();

@@ -1,4 +1,4 @@
-// Keeps the client under the server's flood limit (PROTOCOL.md: the legacy server closes a
+// Keeps the client under the server's flood limit (docs/PROTOCOL.md: the legacy server closes a
 // connection at 333 frames within 3 s). Without it, a queue that filled while the server
 // was away would go out at once after the login, get the connection closed for flooding,
 // and do the same on every reconnect.

@@ -73,7 +73,7 @@ enum class Cmd : std::uint8_t {
   pushes_settled,
 };
 
-// The largest payload a message carries: one push body (PROTOCOL.md rule 10).
+// The largest payload a message carries: one push body (docs/PROTOCOL.md rule 10).
 inline constexpr std::size_t kMaxPayload = 65536;
 
 struct Message {

@@ -14,7 +14,7 @@ namespace iotsocket::config {
 
 // More workers than this is a typo, not a machine.
 inline constexpr unsigned kMaxWorkers = 1024;
-// The largest clock difference a deployment may allow (PROTOCOL.md's TIME check).
+// The largest clock difference a deployment may allow (docs/PROTOCOL.md's TIME check).
 inline constexpr Duration kMaxTimeTolerance = std::chrono::seconds(60);
 
 // The names of common/log.hpp parse_level (a test keeps the two lists equal; config/ does

@@ -1,4 +1,4 @@
-// The push FIFO as the master reads it: `ID payload` records (PROTOCOL.md "The backend
+// The push FIFO as the master reads it: `ID payload` records (docs/PROTOCOL.md "The backend
 // side") from backends that come and go. The FIFO is opened read-write, so that it never
 // reads EOF when the last backend closes it and a new backend can open it at any time
 // without the server reopening anything.

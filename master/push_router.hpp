@@ -1,4 +1,4 @@
-// Routes backend pushes to devices (ARCHITECTURE.md "Data paths", backend -> device): a
+// Routes backend pushes to devices (docs/ARCHITECTURE.md "Data paths", backend -> device): a
 // push for a connected device goes to the worker that holds it (the device table says
 // which); one for a device that is offline waits in the offline queue and goes out, in
 // order, when the device logs in. The master's loop owns it; nothing here blocks on a

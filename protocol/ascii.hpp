@@ -1,4 +1,4 @@
-// ASCII classification and stripping as PROTOCOL.md defines them. Locale-independent on
+// ASCII classification and stripping as docs/PROTOCOL.md defines them. Locale-independent on
 // purpose: <cctype> would follow the process locale, and the wire format does not.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Device IDs are numbers (PROTOCOL.md rule 8): 0123456789 and 123456789 are one device.
+// Device IDs are numbers (docs/PROTOCOL.md rule 8): 0123456789 and 123456789 are one device.
 // Frames from devices carry exactly 10 digits; push frames and FIFO records carry the
 // number with or without leading zeros.
 #pragma once

@@ -1,4 +1,4 @@
-// Writes IOT/1.1 frames byte for byte as the legacy implementation does (PROTOCOL.md
+// Writes IOT/1.1 frames byte for byte as the legacy implementation does (docs/PROTOCOL.md
 // "Frame"), so that captures of our traffic and of the legacy's compare equal.
 #pragma once
 

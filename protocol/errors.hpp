@@ -33,7 +33,7 @@ enum class FrameError {
 #undef IOTSOCKET_ENUM_ITEM
 };
 
-// Why a FIFO line (PROTOCOL.md "The backend side") is not a record.
+// Why a FIFO line (docs/PROTOCOL.md "The backend side") is not a record.
 #define IOTSOCKET_RECORD_ERRORS(X)                                                    \
   X(empty_line)        /* nothing between two newlines */                             \
   X(no_space)          /* no space separating ID and payload */                       \

@@ -1,4 +1,4 @@
-// One IOT/1.1 frame: the bytes between two delimiters, checked against PROTOCOL.md
+// One IOT/1.1 frame: the bytes between two delimiters, checked against docs/PROTOCOL.md
 // rules 2 to 10. Pure: no clock here; time tolerance and replay are checked by Session.
 #pragma once
 

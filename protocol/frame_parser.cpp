@@ -1,4 +1,4 @@
-// Rules 2 to 10 of PROTOCOL.md, in the order a reader of the spec would check them:
+// Rules 2 to 10 of docs/PROTOCOL.md, in the order a reader of the spec would check them:
 // structure first (blank line, sizes, header lines), then each header's value, then the body.
 #include <array>
 #include <optional>

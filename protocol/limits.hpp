@@ -1,4 +1,4 @@
-// IOT/1.1 size limits and fixed bytes, from PROTOCOL.md ("Frame", rules 10 and 11).
+// IOT/1.1 size limits and fixed bytes, from docs/PROTOCOL.md ("Frame", rules 10 and 11).
 #pragma once
 
 #include <cstddef>

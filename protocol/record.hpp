@@ -1,4 +1,4 @@
-// The FIFO record format (PROTOCOL.md "The backend side"): `<device-id> <payload>\n`,
+// The FIFO record format (docs/PROTOCOL.md "The backend side"): `<device-id> <payload>\n`,
 // the payload escaped so that it may hold any byte but LF: `\n` = LF, `\r` = CR,
 // `\\` = backslash. Any other backslash sequence is an error, so a record means exactly
 // one thing or is refused with a reason.

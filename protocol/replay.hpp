@@ -1,4 +1,4 @@
-// Replay and flood protection (PROTOCOL.md "What the server enforces").
+// Replay and flood protection (docs/PROTOCOL.md "What the server enforces").
 #pragma once
 
 #include <array>
@@ -14,12 +14,12 @@ namespace iotsocket::protocol {
 // stores it in `recent`, evicting the smallest, whose value becomes the new floor. So
 // every accepted TIME is either in `recent` or at most `floor`, and none is accepted twice.
 //
-// With no slots this is the high-water mark PROTOCOL.md describes; the slots let a device
+// With no slots this is the high-water mark docs/PROTOCOL.md describes; the slots let a device
 // whose frames arrive slightly out of order (two sender threads, say) keep its link.
 //
 // The starting floor must be at least every TIME an earlier run of the server may have
 // accepted for the device, or a frame recorded then can be replayed now. The server's
-// start time is NOT enough (PROTOCOL.md's "max(mark, server start time)" has this gap): a
+// start time is NOT enough (docs/PROTOCOL.md's "max(mark, server start time)" has this gap): a
 // TIME may run up to the tolerance ahead of the clock, so a frame accepted just before a
 // restart stays within tolerance for up to that long after it. Use the device's mark from
 // the earlier run where it was kept, and start time + tolerance where it was not.

@@ -1,4 +1,4 @@
-// The per-connection rules of PROTOCOL.md that need no device registry: the first frame
+// The per-connection rules of docs/PROTOCOL.md that need no device registry: the first frame
 // names the device; every later one must name the same DEVICE and KEY; every frame must
 // be within the time tolerance, fresh for this device, and within the flood limit.
 //

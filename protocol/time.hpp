@@ -1,4 +1,4 @@
-// TIME: Unix epoch seconds written as digits '.' digits, compared at 0.1 ms (PROTOCOL.md
+// TIME: Unix epoch seconds written as digits '.' digits, compared at 0.1 ms (docs/PROTOCOL.md
 // rule 7). The clock is always passed in, so every rule here is testable without sleeping.
 #pragma once
 
@@ -42,7 +42,7 @@ constexpr bool within_tolerance(Time t, Time now, Tick tolerance) noexcept {
 }
 
 // Gives every frame a sender writes to a peer a strictly increasing TIME, even when two
-// frames fall in the same 0.1 ms (PROTOCOL.md: "a TIME value already seen ... is
+// frames fall in the same 0.1 ms (docs/PROTOCOL.md: "a TIME value already seen ... is
 // rejected"). It runs ahead of the clock only while frames come faster than one per tick.
 //
 // Keep one per peer, not per connection: the legacy client remembers the TIMEs it has seen

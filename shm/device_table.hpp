@@ -1,4 +1,4 @@
-// The shared-memory device table (ARCHITECTURE.md "Processes"): the one place that knows
+// The shared-memory device table (docs/ARCHITECTURE.md "Processes"): the one place that knows
 // which worker connection holds which device, the device's replay and push marks (so they
 // hold across reconnects and workers), and per-worker counters. Read live by iotsocketctl.
 //

@@ -1,5 +1,5 @@
 // InboundSink: how a worker turns accepted device frames into records in the backend's
-// inbound FIFO (PROTOCOL.md "The backend side"), together with every other worker process,
+// inbound FIFO (docs/PROTOCOL.md "The backend side"), together with every other worker process,
 // without interleaving, without loss, and with back-pressure when the backend falls
 // behind. Design: worker/README-inbound.md.
 //

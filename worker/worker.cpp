@@ -631,7 +631,7 @@ bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::T
   return true;
 }
 
-// Clone protection (PROTOCOL.md): one connection per device across all workers, decided by
+// Clone protection (docs/PROTOCOL.md): one connection per device across all workers, decided by
 // one compare-and-swap in the device table. False when the connection was closed.
 bool Worker::claim_device(Connection& c, const protocol::FrameView& frame, protocol::Time now,
                           protocol::Time kept_mark, shm::ClaimResult& claim) noexcept {

@@ -89,7 +89,7 @@ TEST_F(PushTest, PushReachesConnectedDeviceInTheLegacyServersBytes) {
   EXPECT_EQ(pushes[0].payload, "hello-device");
   const auto now = protocol::to_time(std::chrono::system_clock::now());
   EXPECT_TRUE(protocol::within_tolerance(pushes[0].time, now, std::chrono::seconds(3)));
-  // PROTOCOL.md: the legacy server's push frame, byte for byte but for TIME.
+  // docs/PROTOCOL.md: the legacy server's push frame, byte for byte but for TIME.
   const std::string expected = "\r\nIOT:1.1\r\nDATE:24/7/2019\r\nTIME:" +
                                protocol::format_time(pushes[0].time) + "\r\nDEVICE:" +
                                std::to_string(kFirstId) +

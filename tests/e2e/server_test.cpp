@@ -100,7 +100,7 @@ TEST_F(ServerTest, FramesInOneWriteAndFramesSplitByteByByteAllArrive) {
   EXPECT_EQ(records[3].payload, "byte by byte");
 }
 
-// Each rejection of PROTOCOL.md: the connection is closed, the reason is logged, and a
+// Each rejection of docs/PROTOCOL.md: the connection is closed, the reason is logged, and a
 // device connected before keeps being served.
 struct Rejection {
   const char* name;

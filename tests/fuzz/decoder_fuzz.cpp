@@ -1,7 +1,7 @@
 // Fuzzes the frame decoder. Input: one control byte (bit 0: direction; the rest: the size
 // of the reads to split into), then the stream. Properties:
 //  - the same frames (or the same error) whether the stream is fed at once or in reads;
-//  - every accepted frame holds to PROTOCOL.md (stripped body of legal size, no delimiter);
+//  - every accepted frame holds to docs/PROTOCOL.md (stripped body of legal size, no delimiter);
 //  - every accepted frame re-encodes to bytes that decode to the same fields.
 #include <cstddef>
 #include <cstdint>

@@ -15,7 +15,7 @@
 // What it guarantees:
 // - Frames are written byte for byte as the legacy Python client writes them, each with a
 //   TIME above the one before (0.1 ms resolution), also across reconnects.
-// - Every push frame is checked as PROTOCOL.md says (format, |TIME - clock| < tolerance,
+// - Every push frame is checked as docs/PROTOCOL.md says (format, |TIME - clock| < tolerance,
 //   no TIME seen twice), and every frame of a read is delivered, not only the first.
 // - A lost connection is re-established with exponential backoff and jitter; frames sent
 //   meanwhile wait in a bounded queue and go out, in order, after the next login.
@@ -55,7 +55,7 @@ enum class ErrorCode {
                          // elsewhere, or this clock is off (fatal after max_auth_failures)
   clock_skew,            // a push whose TIME is off by the tolerance or more (dropped)
   replayed_push,         // a push whose TIME was seen before (dropped)
-  bad_server_frame,      // a frame from the server breaks PROTOCOL.md; the connection is
+  bad_server_frame,      // a frame from the server breaks docs/PROTOCOL.md; the connection is
                          // renewed (or, for a push to another device ID, the push dropped)
   closed,                // close() was called (fatal)
 };
@@ -68,7 +68,7 @@ struct Error {
 };
 
 struct Push {
-  std::string payload;                          // the body, stripped (PROTOCOL.md rule 3)
+  std::string payload;                          // the body, stripped (docs/PROTOCOL.md rule 3)
   std::chrono::system_clock::time_point time;   // the frame's TIME
 };
 

@@ -1,5 +1,5 @@
 // What the client reads: pushes as the legacy server writes them, however the bytes are
-// split or joined, and the checks of PROTOCOL.md ("What a client enforces on push frames");
+// split or joined, and the checks of docs/PROTOCOL.md ("What a client enforces on push frames");
 // how they reach the caller (poll(), run_for(), an outer loop with fd() and wait_hint()).
 #include <poll.h>
 

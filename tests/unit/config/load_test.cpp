@@ -36,7 +36,7 @@ TEST(LoadConfig, AlmostEmptyFileGivesTheDefaults) {
   ASSERT_TRUE(config) << all_errors(config);
   EXPECT_EQ(config->path, path);
   expect_same_settings(*config, Config{});
-  // The defaults themselves, spelled out once, as ARCHITECTURE.md and README.md state them.
+  // The defaults themselves, spelled out once, as docs/ARCHITECTURE.md and README.md state them.
   ASSERT_EQ(config->listen.size(), 1u);
   EXPECT_EQ(config->listen[0].address, "0.0.0.0");
   EXPECT_EQ(config->listen[0].port, 9000);
@@ -66,7 +66,7 @@ TEST(LoadConfig, SectionWithEveryKeyCommentedOutKeepsItsDefaults) {
 }
 
 TEST(LoadConfig, TheExampleOfArchitectureMd) {
-  // Copied from /work/shared/ARCHITECTURE.md, "Public interfaces".
+  // Copied from docs/ARCHITECTURE.md, "Public interfaces".
   const std::string text = R"(listen: [{address: 0.0.0.0, port: 9000}]
 tls: {enabled: true, cert: /etc/iotsocket/cert.pem, key: /etc/iotsocket/key.pem}
 workers: auto                 # or a number

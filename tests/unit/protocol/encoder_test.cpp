@@ -1,4 +1,4 @@
-// The encoders write the legacy bytes exactly (PROTOCOL.md "Frame").
+// The encoders write the legacy bytes exactly (docs/PROTOCOL.md "Frame").
 #include <gtest/gtest.h>
 
 #include <string>

@@ -7,7 +7,7 @@
 
 namespace iotsocket::protocol::test {
 
-// The bytes PROTOCOL.md quotes from the legacy client and the legacy server.
+// The bytes docs/PROTOCOL.md quotes from the legacy client and the legacy server.
 inline const std::string kLegacyClientFrame =
     "IOT:1.1\r\nDATE:12/12/2019\r\nTIME:1795571767.0581\r\nDEVICE:1234567890\r\n"
     "KEY:1432qrzd23\r\n\r\n\r\ntemp=33.5&humid=40%|#|";

@@ -1,4 +1,4 @@
-// PROTOCOL.md rules 2 to 10 on single frames, table-driven: each row breaks one rule.
+// docs/PROTOCOL.md rules 2 to 10 on single frames, table-driven: each row breaks one rule.
 // (Time tolerance, replay and DEVICE/KEY continuity are in session_test.cpp; the
 // registry-backed rejections arrive with the server's end-to-end tests.)
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // The per-connection rules: time tolerance, replay across connections, DEVICE and KEY
-// continuity, flood (PROTOCOL.md "What the server enforces on frames from a device").
+// continuity, flood (docs/PROTOCOL.md "What the server enforces on frames from a device").
 #include <gtest/gtest.h>
 
 #include <chrono>
