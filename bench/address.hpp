@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::bench {
 

@@ -14,7 +14,7 @@
 #include "bench/report.hpp"
 #include "common/fd.hpp"
 #include "protocol/device_id.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 #include "protocol/line_reader.hpp"
 
 namespace iotsocket::bench {

@@ -14,7 +14,7 @@
 #include "bench/options.hpp"
 #include "bench/report.hpp"
 #include "common/fd.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::bench {
 

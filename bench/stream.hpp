@@ -11,11 +11,10 @@
 #include <string_view>
 
 #include "common/fd.hpp"
-#include "protocol/expected.hpp"
+#include "common/io.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::bench {
-
-enum class Io { ok, want_read, want_write, closed, error };
 
 struct SslCtxFree {
   void operator()(SSL_CTX* c) const noexcept { SSL_CTX_free(c); }

@@ -215,12 +215,12 @@ Io Link::classify(int result, int saved_errno) noexcept {
       }
       last_error_ = std::strerror(saved_errno);
       ERR_clear_error();
-      return Io::failed;
+      return Io::error;
     default: {
       last_error_ = drain_tls_errors();
       // With SSL_OP_IGNORE_UNEXPECTED_EOF a bare EOF is ZERO_RETURN; what is left is real.
       if (last_error_.empty()) last_error_ = "TLS error";
-      return Io::failed;
+      return Io::error;
     }
   }
 }
@@ -262,7 +262,7 @@ void Link::close_gracefully(SteadyTime deadline, std::string& late) noexcept {
   while (std::chrono::steady_clock::now() < deadline) {
     std::size_t got = 0;
     const Io io = read(buffer, sizeof buffer, got);
-    if (io == Io::closed || io == Io::failed) return;
+    if (io == Io::closed || io == Io::error) return;
     if (io == Io::ok) {
       if (late.size() < protocol::kMaxFrameBytes) late.append(buffer, got);
       continue;

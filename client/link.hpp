@@ -10,15 +10,14 @@
 
 #include "client/trust.hpp"
 #include "common/fd.hpp"
+#include "common/io.hpp"
 #include "common/tls.hpp"
 #include "iotsocket/client.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::client {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
-
-enum class Io { ok, want_read, want_write, closed, failed };
 
 class Link {
  public:

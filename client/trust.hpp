@@ -15,7 +15,7 @@
 
 #include "common/tls.hpp"
 #include "iotsocket/client.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::client {
 

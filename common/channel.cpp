@@ -43,7 +43,7 @@ Io send_parts(int channel, const Message& message, std::string_view payload, int
     if (errno == EINTR) continue;
     // ETOOMANYREFS: the sender has as many descriptors in flight as its open-file limit;
     // like a full buffer, it clears as the worker reads.
-    if (errno == EAGAIN || errno == ETOOMANYREFS) return Io::would_block;
+    if (errno == EAGAIN || errno == ETOOMANYREFS) return Io::want_write;
     if (errno == EPIPE || errno == ECONNRESET) return Io::closed;
     return Io::error;
   }
@@ -88,7 +88,7 @@ Received receive(int channel) noexcept {
     break;
   }
   if (n < 0) {
-    out.io = (errno == EAGAIN) ? Io::would_block : (errno == ECONNRESET ? Io::closed : Io::error);
+    out.io = (errno == EAGAIN) ? Io::want_read : (errno == ECONNRESET ? Io::closed : Io::error);
     return out;
   }
   if (n == 0) {
@@ -125,6 +125,25 @@ Received receive(int channel) noexcept {
   out.payload.assign(payload, static_cast<std::size_t>(n - kFixed));
   out.io = Io::ok;
   return out;
+}
+
+std::string encode_settled(std::span<const std::uint64_t> seqs) {
+  return std::string(reinterpret_cast<const char*>(seqs.data()), seqs.size_bytes());
+}
+
+std::optional<std::vector<std::uint64_t>> decode_settled(std::string_view payload) {
+  if (payload.size() % sizeof(std::uint64_t) != 0) return std::nullopt;
+  std::vector<std::uint64_t> seqs(payload.size() / sizeof(std::uint64_t));
+  std::memcpy(seqs.data(), payload.data(), payload.size());
+  return seqs;
+}
+
+std::string encode_tls_files(const TlsFiles& files) { return files.cert + "\n" + files.key; }
+
+std::optional<TlsFiles> decode_tls_files(std::string_view payload) {
+  const auto newline = payload.find('\n');
+  if (newline == std::string_view::npos) return std::nullopt;
+  return TlsFiles{std::string(payload.substr(0, newline)), std::string(payload.substr(newline + 1))};
 }
 
 }  // namespace iotsocket::channel

@@ -8,7 +8,7 @@
 //                      stop_now               (a second SIGTERM) close the rest at once
 //                      finish                 the last message it gets: send what is left
 //                                             (pushes returned), flush inbound records, exit 0
-//                      reload_tls (+payload)  "CERT\nKEY": new handshakes use these
+//                      reload_tls (+payload)  TlsFiles: new handshakes use these
 //                      reload_settings        read the config file again; apply what a reload
 //                                             may change (config/README.md)
 //                      reopen_log             open log.file again (SIGUSR1)
@@ -45,11 +45,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "common/fd.hpp"
+#include "common/io.hpp"
 #include "common/net.hpp"
 
 namespace iotsocket::channel {
@@ -101,12 +105,26 @@ constexpr bool carries_payload(Cmd cmd) noexcept {
          cmd == Cmd::reloaded || cmd == Cmd::pushes_settled;
 }
 
-// pushes_settled: seq numbers travel as native uint64s, as many as one payload holds.
-inline constexpr std::size_t kSeqsPerMessage = kMaxPayload / sizeof(std::uint64_t);
 static_assert(std::is_trivially_copyable_v<Message>);
 
-// Would-block is a value, not an error.
-enum class Io { ok, would_block, closed, error };
+// ---- payloads: each command's, encoded and decoded here only ----
+// push, push_returned: the push's body as it is; reloaded: "" or the reason, as it is.
+
+// pushes_settled: seq numbers travel as native uint64s, as many as one payload holds.
+inline constexpr std::size_t kSeqsPerMessage = kMaxPayload / sizeof(std::uint64_t);
+// At most kSeqsPerMessage numbers.
+std::string encode_settled(std::span<const std::uint64_t> seqs);
+// nullopt when the size is not a whole number of seqs.
+std::optional<std::vector<std::uint64_t>> decode_settled(std::string_view payload);
+
+// reload_tls: the certificate and key files the master has checked.
+struct TlsFiles {
+  std::string cert;
+  std::string key;
+};
+std::string encode_tls_files(const TlsFiles& files);
+// nullopt when the payload is not "CERT\nKEY".
+std::optional<TlsFiles> decode_tls_files(std::string_view payload);
 
 // Makes a non-blocking, close-on-exec SOCK_SEQPACKET pair: [0] for the master, [1] for the
 // worker. Returns false (errno set) on failure.
@@ -128,7 +146,8 @@ struct Received {
 };
 // Receives one message. A message of the wrong size, a foreign control part (not
 // SCM_RIGHTS), or an fd on a command that carries none is Io::error; any descriptor that
-// came with it is closed. A payload on a command that carries none is Io::error too. A new_connection whose fd was dropped (MSG_CTRUNC) is Io::ok with
+// came with it is closed. A payload on a command that carries none is Io::error too. A
+// new_connection whose fd was dropped (MSG_CTRUNC) is Io::ok with
 // fd_lost set.
 Received receive(int channel) noexcept;
 

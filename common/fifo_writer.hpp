@@ -7,7 +7,7 @@
 #include <string>
 
 #include "common/fd.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket {
 

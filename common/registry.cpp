@@ -173,7 +173,8 @@ CREATE TABLE devices (
   last_seen   INTEGER,
   replay_mark INTEGER NOT NULL DEFAULT 0
 ))sql",
-    // 1 -> 2: which worker holds a device (claim/release)
+    // 1 -> 2: which worker held a device; unused since the shared-memory table decides
+    // (shm/), kept so that every older file upgrades the same way
     "ALTER TABLE devices ADD COLUMN online_owner INTEGER",
     // 2 -> 3: the last session that ended (iotsocketctl devices show), written at its end
     R"sql(
@@ -264,18 +265,6 @@ Expected<DeviceRegistry, std::string> DeviceRegistry::open(const std::string& pa
        "UPDATE devices SET last_seen = ?2, replay_mark = max(replay_mark, ?3), "
        "sessions = sessions + 1, last_close_reason = ?4, last_peer = ?5, last_login = ?6, "
        "last_skew_ms = ?7, max_skew_ms = ?8 WHERE id = ?1"},
-      {&s.claim,
-       "UPDATE devices SET online_owner = ?2 WHERE id = ?1 AND online_owner IS NULL "
-       "RETURNING replay_mark"},
-      {&s.release,
-       "UPDATE devices SET online_owner = NULL, last_seen = ?3, "
-       "replay_mark = max(replay_mark, ?4) WHERE id = ?1 AND online_owner = ?2"},
-      {&s.release_owner,
-       "UPDATE devices SET online_owner = NULL, replay_mark = max(replay_mark, ?2) "
-       "WHERE online_owner = ?1"},
-      {&s.release_all,
-       "UPDATE devices SET online_owner = NULL, replay_mark = max(replay_mark, ?1) "
-       "WHERE online_owner IS NOT NULL"},
       {&s.begin, "BEGIN IMMEDIATE"},
       {&s.commit, "COMMIT"},
       {&s.rollback, "ROLLBACK"},
@@ -350,58 +339,6 @@ void DeviceRegistry::record_session_end(DeviceId id, std::chrono::system_clock::
     spdlog::warn("device registry {}: recording the session end of device {:010}: {}", path_,
                  id.value, errmsg(db_.get()));
   }
-}
-
-// ---- who holds a device ----
-
-Claim DeviceRegistry::claim(DeviceId id, std::int64_t owner) noexcept {
-  const StmtUse use(stmts_.claim);
-  sqlite3_stmt* stmt = use.get();
-  const bool bound = bind_id(stmt, id) && sqlite3_bind_int64(stmt, 2, owner) == SQLITE_OK;
-  const int rc = bound ? sqlite3_step(stmt) : SQLITE_ERROR;
-  if (rc == SQLITE_ROW) {
-    return Claim{ClaimStatus::claimed,
-                 mark_from_sql(sqlite3_column_int64(stmt, 0)).value_or(protocol::Time{})};
-  }
-  if (rc == SQLITE_DONE) return Claim{ClaimStatus::already_connected, {}};
-  spdlog::warn("device registry {}: claiming device {:010}: {}", path_, id.value, errmsg(db_.get()));
-  return Claim{ClaimStatus::registry_error, {}};
-}
-
-void DeviceRegistry::release(DeviceId id, std::int64_t owner, protocol::Time mark) noexcept {
-  const StmtUse use(stmts_.release);
-  sqlite3_stmt* stmt = use.get();
-  const bool bound = bind_id(stmt, id) && sqlite3_bind_int64(stmt, 2, owner) == SQLITE_OK &&
-                     sqlite3_bind_int64(stmt, 3, unix_now()) == SQLITE_OK &&
-                     sqlite3_bind_int64(stmt, 4, mark.time_since_epoch().count()) == SQLITE_OK;
-  if (!bound || sqlite3_step(stmt) != SQLITE_DONE) {
-    spdlog::warn("device registry {}: releasing device {:010}: {}", path_, id.value,
-                 errmsg(db_.get()));
-  }
-}
-
-int DeviceRegistry::release_owner(std::int64_t owner, protocol::Time floor) noexcept {
-  const StmtUse use(stmts_.release_owner);
-  sqlite3_stmt* stmt = use.get();
-  const bool bound = sqlite3_bind_int64(stmt, 1, owner) == SQLITE_OK &&
-                     sqlite3_bind_int64(stmt, 2, floor.time_since_epoch().count()) == SQLITE_OK;
-  if (!bound || sqlite3_step(stmt) != SQLITE_DONE) {
-    spdlog::warn("device registry {}: releasing the devices of pid {}: {}", path_, owner,
-                 errmsg(db_.get()));
-    return -1;
-  }
-  return sqlite3_changes(db_.get());
-}
-
-int DeviceRegistry::release_all(protocol::Time floor) noexcept {
-  const StmtUse use(stmts_.release_all);
-  sqlite3_stmt* stmt = use.get();
-  if (sqlite3_bind_int64(stmt, 1, floor.time_since_epoch().count()) != SQLITE_OK ||
-      sqlite3_step(stmt) != SQLITE_DONE) {
-    spdlog::warn("device registry {}: releasing all devices: {}", path_, errmsg(db_.get()));
-    return -1;
-  }
-  return sqlite3_changes(db_.get());
 }
 
 // ---- management ----

@@ -21,7 +21,7 @@
 #include "common/clock_skew.hpp"
 #include "common/sqlite.hpp"
 #include "protocol/device_id.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 #include "protocol/time.hpp"
 
 namespace iotsocket {
@@ -69,17 +69,6 @@ struct DeviceKey {
 inline constexpr int kGeneratedKeyIterations = 1;
 inline constexpr int kGivenKeyIterations = 4096;
 
-// Which process holds a device (clone protection across workers) and the replay mark the
-// holder starts from.
-enum class ClaimStatus { claimed, already_connected, registry_error };
-struct Claim {
-  ClaimStatus status = ClaimStatus::registry_error;
-  protocol::Time replay_mark{};  // when claimed: refuse TIMEs at or below this
-};
-
-// A result with nothing in it but success or the error message.
-using Status = Expected<std::monostate, std::string>;
-
 class DeviceRegistry {
  public:
   enum class Mode { read_only, read_write };
@@ -110,19 +99,6 @@ class DeviceRegistry {
   void record_session_end(DeviceId id, std::chrono::system_clock::time_point last_seen,
                           protocol::Time mark, const SessionFacts& facts = {}) noexcept;
 
-  // --- who holds a device (one login per device across all workers) ---
-  // Atomically marks the device as held by `owner` (a worker's pid) unless another holds it.
-  // Call after verify() said ok.
-  Claim claim(DeviceId id, std::int64_t owner) noexcept;
-  // Ends the hold of `owner`, records last_seen and raises the replay mark to `mark`.
-  void release(DeviceId id, std::int64_t owner, protocol::Time mark) noexcept;
-  // Frees every device held by a worker that died, raising their marks to at least `floor`
-  // (the dead worker may have accepted frames it never recorded). Returns the count, or -1.
-  int release_owner(std::int64_t owner, protocol::Time floor) noexcept;
-  // The same for every held device: at start, for holds left by a run that did not stop
-  // cleanly.
-  int release_all(protocol::Time floor) noexcept;
-
   // --- management (iotsocketctl) ---
   // Adds an enabled device. With no key, generates one (32 characters of base64url);
   // returns the key either way.
@@ -141,8 +117,8 @@ class DeviceRegistry {
  private:
   // Prepared once, reused for every call. Declared after db_, so destroyed before it.
   struct Statements {
-    sqlite::Stmt login, insert, remove, set_enabled, list, find, replay_mark, session_end, claim,
-        release, release_owner, release_all, begin, commit, rollback;
+    sqlite::Stmt login, insert, remove, set_enabled, list, find, replay_mark, session_end, begin,
+        commit, rollback;
   };
 
   DeviceRegistry(std::string path, sqlite::Db db, Statements statements) noexcept;

@@ -17,7 +17,7 @@
 #include <utility>
 
 #include "protocol/device_id.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;

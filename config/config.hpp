@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::config {
 

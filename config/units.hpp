@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "config/config.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::config {
 

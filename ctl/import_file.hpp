@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/registry.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::ctl {
 

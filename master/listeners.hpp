@@ -7,7 +7,7 @@
 
 #include "common/fd.hpp"
 #include "config/config.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::master {
 

@@ -246,16 +246,6 @@ bool Master::start() {
     return false;
   }
   registry_.emplace(std::move(*registry));
-  // Holds left by a run that did not stop cleanly: those devices may have had frames
-  // accepted that never reached their replay mark, so the floor goes above anything that
-  // run could have accepted.
-  const int leftover = registry_->release_all(
-      protocol::to_time(std::chrono::system_clock::now()) +
-      std::chrono::duration_cast<protocol::Tick>(config_.protocol.time_tolerance));
-  if (leftover > 0) {
-    spdlog::warn("{} devices were still marked connected by an earlier run that did not stop "
-                 "cleanly; released", leftover);
-  }
   // A segment still there is one a run left behind that did not stop cleanly: its live
   // devices' last marks never reached the registry, so logins start above anything that
   // run could have accepted (TIME may run up to the tolerance ahead of the clock).
@@ -389,9 +379,9 @@ void Master::send_in_order(WorkerSlot& w, const channel::Message& m, std::string
   channel::Message message = m;
   message.generation = w.generation;
   if (w.outbox.empty()) {
-    const channel::Io io = channel::send(w.channel.get(), message, payload);
-    if (io == channel::Io::ok) return;
-    if (io != channel::Io::would_block) {
+    const Io io = channel::send(w.channel.get(), message, payload);
+    if (io == Io::ok) return;
+    if (io != Io::want_write) {
       // The worker is going; SIGCHLD follows, and worker_gone() requeues its pushes.
       spdlog::warn("sendmsg() to worker {} failed: {}", &w - workers_.data(), std::strerror(errno));
       return;
@@ -420,9 +410,9 @@ void Master::ask_workers_to_reload(channel::Cmd cmd, std::string payload) {
 void Master::flush_outbox(WorkerSlot& w) {
   while (!w.outbox.empty()) {
     Outgoing& o = w.outbox.front();
-    const channel::Io io = channel::send(w.channel.get(), o.message, o.payload);
-    if (io == channel::Io::would_block) return;
-    if (io != channel::Io::ok) return;  // the worker is going; worker_gone() requeues the rest
+    const Io io = channel::send(w.channel.get(), o.message, o.payload);
+    if (io == Io::want_write) return;
+    if (io != Io::ok) return;  // the worker is going; worker_gone() requeues the rest
     w.outbox_bytes -= queued_size(o.payload);
     w.outbox.pop_front();
   }
@@ -568,14 +558,14 @@ bool Master::send_to_worker(Fd& socket, const PeerAddress& peer) {
   std::vector<const WorkerSlot*> full;
   for (WorkerSlot* w = least_loaded(full); w != nullptr; w = least_loaded(full)) {
     channel::Message m{.cmd = channel::Cmd::new_connection, .generation = w->generation, .peer = peer};
-    const channel::Io io = channel::send(w->channel.get(), m, socket.get());
-    if (io == channel::Io::ok) {
+    const Io io = channel::send(w->channel.get(), m, socket.get());
+    if (io == Io::ok) {
       ++w->connections;
       ++w->per_ip[ip_key_of(peer)];
       socket.reset();  // the worker holds its own copy
       return true;
     }
-    if (io != channel::Io::would_block) {
+    if (io != Io::want_write) {
       spdlog::warn("sendmsg() to worker pid {} failed: {}", w->pid, std::strerror(errno));
     }
     full.push_back(w);
@@ -622,8 +612,8 @@ void Master::on_worker(std::size_t index, bool gone) {
   WorkerSlot& w = workers_[index];
   for (;;) {
     channel::Received r = channel::receive(w.channel.get());
-    if (r.io == channel::Io::would_block) return;
-    if (r.io != channel::Io::ok) {
+    if (r.io == Io::want_read) return;
+    if (r.io != Io::ok) {
       // EOF: the worker is exiting; SIGCHLD follows and does the bookkeeping.
       ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, w.channel.get(), nullptr);
       return;
@@ -675,17 +665,14 @@ void Master::on_worker(std::size_t index, bool gone) {
   }
 }
 
-void Master::forget_settled(WorkerSlot& w, const std::string& seqs) {
-  if (seqs.size() % sizeof(std::uint64_t) != 0) {
+void Master::forget_settled(WorkerSlot& w, const std::string& payload) {
+  const auto seqs = channel::decode_settled(payload);
+  if (!seqs) {
     spdlog::warn("worker {} sent pushes_settled of {} bytes; ignored", &w - workers_.data(),
-                 seqs.size());
+                 payload.size());
     return;
   }
-  for (std::size_t at = 0; at < seqs.size(); at += sizeof(std::uint64_t)) {
-    std::uint64_t seq = 0;
-    std::memcpy(&seq, seqs.data() + at, sizeof seq);
-    w.in_flight.settle(seq);
-  }
+  for (std::uint64_t seq : *seqs) w.in_flight.settle(seq);
 }
 
 void Master::reap() {
@@ -824,7 +811,8 @@ void Master::reload() {
   if (!copy_ticket_keys(tls_, made_tls.get())) spdlog::warn("reload: cannot carry the session-ticket keys over");
   reloaded_tls_ = std::move(made_tls);
   tls_ = reloaded_tls_.get();  // for workers forked from now on
-  ask_workers_to_reload(channel::Cmd::reload_tls, next.tls.cert + "\n" + next.tls.key);
+  ask_workers_to_reload(channel::Cmd::reload_tls,
+                        channel::encode_tls_files({.cert = next.tls.cert, .key = next.tls.key}));
   spdlog::info("reload: certificate {} for new connections", next.tls.cert);
 }
 

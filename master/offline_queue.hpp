@@ -27,7 +27,7 @@
 #include "common/registry.hpp"  // Status
 #include "common/sqlite.hpp"
 #include "protocol/device_id.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::master {
 

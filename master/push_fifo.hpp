@@ -10,7 +10,7 @@
 #include <string_view>
 
 #include "common/fd.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 #include "protocol/line_reader.hpp"
 #include "protocol/record.hpp"
 

@@ -49,6 +49,12 @@ enum class RecordError {
 #undef IOTSOCKET_ENUM_ITEM
 };
 
+// How many there are (the enums count from 0), for the code that walks every one.
+#define IOTSOCKET_COUNT_ITEM(name) +1
+inline constexpr int kFrameErrorCount = 0 IOTSOCKET_FRAME_ERRORS(IOTSOCKET_COUNT_ITEM);
+inline constexpr int kRecordErrorCount = 0 IOTSOCKET_RECORD_ERRORS(IOTSOCKET_COUNT_ITEM);
+#undef IOTSOCKET_COUNT_ITEM
+
 std::string_view name(FrameError error) noexcept;
 std::string_view name(RecordError error) noexcept;
 

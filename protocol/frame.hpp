@@ -7,7 +7,7 @@
 
 #include "protocol/device_id.hpp"
 #include "protocol/errors.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 #include "protocol/time.hpp"
 
 namespace iotsocket::protocol {

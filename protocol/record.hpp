@@ -9,7 +9,7 @@
 
 #include "protocol/device_id.hpp"
 #include "protocol/errors.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::protocol {
 

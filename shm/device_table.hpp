@@ -25,7 +25,7 @@
 #include "common/clock_skew.hpp"
 #include "common/net.hpp"
 #include "protocol/device_id.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 #include "protocol/time.hpp"
 #include "shm/worker_counters.hpp"
 

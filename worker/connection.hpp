@@ -12,6 +12,7 @@
 
 #include "common/clock_skew.hpp"
 #include "common/fd.hpp"
+#include "common/io.hpp"
 #include "common/net.hpp"
 #include "common/tls.hpp"
 #include "protocol/decoder.hpp"
@@ -44,9 +45,6 @@ enum class ConnState : std::uint8_t {
   awaiting_login,  // TLS up, no frame yet
   live,            // logged in
 };
-
-// The result of one step of TLS I/O. Would-block is a value, not an error.
-enum class Io : std::uint8_t { ok, want_read, want_write, closed, error };
 
 struct Connection {
   Connection(Fd socket, const PeerAddress& address, const protocol::SessionLimits& limits)

@@ -23,7 +23,7 @@
 
 #include "common/fd.hpp"
 #include "protocol/device_id.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 #include "worker/spool.hpp"
 
 namespace iotsocket::worker {

@@ -14,7 +14,7 @@
 #include <string_view>
 
 #include "common/fd.hpp"
-#include "protocol/expected.hpp"
+#include "common/expected.hpp"
 
 namespace iotsocket::worker {
 

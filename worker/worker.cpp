@@ -18,6 +18,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <random>
 #include <string_view>
 #include <vector>
@@ -119,7 +120,7 @@ class Worker {
   void on_channel() noexcept;
   void adopt(Fd socket, const PeerAddress& peer) noexcept;
   // Both return "" when done, else why this worker kept what it had (told to the master).
-  std::string reload_tls(const std::string& files) noexcept;
+  std::string reload_tls(const std::string& payload) noexcept;
   std::string reload_settings() noexcept;
   void say_to_master(channel::Cmd cmd, const PeerAddress& peer = {}) noexcept;
   void send_to_master(const channel::Message& m, std::string payload = {}) noexcept;
@@ -243,11 +244,11 @@ void Worker::say_to_master(channel::Cmd cmd, const PeerAddress& peer) noexcept {
 void Worker::send_to_master(const channel::Message& m, std::string payload) noexcept {
   events_.flush();  // our events before anything the master writes in answer
   if (outbox_.empty()) {
-    const channel::Io io = channel::carries_payload(m.cmd)
+    const Io io = channel::carries_payload(m.cmd)
                                ? channel::send(channel_.get(), m, payload)
                                : channel::send(channel_.get(), m);
-    if (io == channel::Io::ok) return;
-    if (io != channel::Io::would_block) {
+    if (io == Io::ok) return;
+    if (io != Io::want_write) {
       spdlog::warn("cannot tell the master (cmd {}): {}", static_cast<int>(m.cmd),
                    std::strerror(errno));
       return;
@@ -269,8 +270,7 @@ void Worker::report_settled(SteadyTime now, bool now_or_never) noexcept {
   for (std::size_t at = 0; at < settled_.size(); at += channel::kSeqsPerMessage) {
     const std::size_t count = std::min(channel::kSeqsPerMessage, settled_.size() - at);
     send_to_master(channel::Message{.cmd = channel::Cmd::pushes_settled, .generation = generation_},
-                   std::string(reinterpret_cast<const char*>(settled_.data() + at),
-                               count * sizeof(std::uint64_t)));
+                   channel::encode_settled(std::span(settled_).subspan(at, count)));
   }
   settled_.clear();
 }
@@ -278,11 +278,11 @@ void Worker::report_settled(SteadyTime now, bool now_or_never) noexcept {
 void Worker::flush_outbox() noexcept {
   while (!outbox_.empty()) {
     const Outgoing& o = outbox_.front();
-    const channel::Io io = channel::carries_payload(o.message.cmd)
+    const Io io = channel::carries_payload(o.message.cmd)
                                ? channel::send(channel_.get(), o.message, o.payload)
                                : channel::send(channel_.get(), o.message);
-    if (io == channel::Io::would_block) return;
-    if (io != channel::Io::ok) {
+    if (io == Io::want_write) return;
+    if (io != Io::ok) {
       spdlog::warn("cannot tell the master (cmd {}): {}", static_cast<int>(o.message.cmd),
                    std::strerror(errno));
     }
@@ -305,16 +305,17 @@ void Worker::on_channel() noexcept {
   for (;;) {
     channel::Received r = channel::receive(channel_.get());
     switch (r.io) {
-      case channel::Io::would_block:
+      case Io::want_read:
+      case Io::want_write:  // receive() never says it
         return;
-      case channel::Io::closed:
+      case Io::closed:
         spdlog::warn("master channel closed: the master is gone; stopping");
         stopping_ = true;
         return;
-      case channel::Io::error:
+      case Io::error:
         spdlog::error("malformed message on the master channel; ignored");
         continue;
-      case channel::Io::ok:
+      case Io::ok:
         break;
     }
     if (r.fd_lost) {
@@ -353,10 +354,10 @@ void Worker::on_channel() noexcept {
 
 // The master has checked these files; they are loaded again here because a context
 // cannot cross fork(). Should that fail (the files changed in between), the old one stays.
-std::string Worker::reload_tls(const std::string& files) noexcept {
-  const auto newline = files.find('\n');
-  if (tls_ == nullptr || newline == std::string::npos) return "no TLS context to replace";
-  auto made = make_server_context(files.substr(0, newline), files.substr(newline + 1));
+std::string Worker::reload_tls(const std::string& payload) noexcept {
+  const auto files = channel::decode_tls_files(payload);
+  if (tls_ == nullptr || !files) return "no TLS context to replace";
+  auto made = make_server_context(files->cert, files->key);
   if (!made) {
     spdlog::error("reload refused, the running certificate stays: tls: {}", made.error());
     return "tls: " + made.error();
@@ -365,7 +366,7 @@ std::string Worker::reload_tls(const std::string& files) noexcept {
   if (!copy_ticket_keys(tls_, made->get())) spdlog::warn("reload: cannot carry the session-ticket keys over");
   reloaded_tls_ = std::move(*made);
   tls_ = reloaded_tls_.get();
-  spdlog::info("reload: new handshakes use {}", files.substr(0, newline));
+  spdlog::info("reload: new handshakes use {}", files->cert);
   return {};
 }
 

@@ -244,31 +244,44 @@ std::vector<pid_t> children_of(pid_t pid) {
 
 TEST_F(ServerTest, KilledWorkerIsReplacedAndItsDevicesLogInAgain) {
   // One device on each worker (least-loaded hand-off alternates).
+  const std::uint64_t ids[2] = {kFirstId + 7, kFirstId + 8};
+  std::string frames[2];
   Device a(server_.port()), b(server_.port());
-  ASSERT_TRUE(a.send_frame(DeviceId{kFirstId + 7}, kKey, "on one worker"));
-  ASSERT_TRUE(b.send_frame(DeviceId{kFirstId + 8}, kKey, "on the other"));
+  Device* devices[2] = {&a, &b};
+  for (int i = 0; i < 2; ++i) {
+    protocol::append_device_frame(frames[i], DeviceId{ids[i]}, kKey, fresh_time(), "before the kill");
+    ASSERT_TRUE(devices[i]->send_raw(frames[i]));
+  }
   ASSERT_EQ(reader_->read(2).size(), 2u);
   auto workers = children_of(server_.pid());
   ASSERT_EQ(workers.size(), 2u);
   ASSERT_EQ(::kill(workers[0], SIGKILL), 0);
   EXPECT_TRUE(server_.wait_for_log("died: signal Killed")) << server_.log();
-  const auto killed_at = Clock::now();
+  // The dead worker's device is free at once, and its replay mark is the TIME that worker
+  // accepted last (a worker raises the mark before the frame goes anywhere): the frame it
+  // accepted, replayed, is refused as a replay. The other device is still connected: its
+  // frame replayed is a second login of it, refused as such.
+  for (const std::string& frame : frames) {
+    Device replay(server_.port());
+    replay.send_raw(frame);
+    EXPECT_TRUE(replay.wait_closed()) << server_.log();
+  }
+  EXPECT_TRUE(server_.wait_for_log("reason=replayed_time")) << server_.log();
+  EXPECT_TRUE(server_.wait_for_log("reason=duplicate_login")) << server_.log();
+  EXPECT_EQ(server_.count_in_log("reason=replayed_time"), 1u) << server_.log();
+  EXPECT_EQ(server_.count_in_log("reason=duplicate_login"), 1u) << server_.log();
   // Replaced (after the 1 s crash-loop guard, since it died young).
   server_.wait_for_log_count(" ready", 3, 5s);
   EXPECT_EQ(server_.count_in_log(" ready"), 3u) << server_.log();
-  // The dead worker's devices had their replay floor raised to the kill time plus the
-  // tolerance (frames it accepted may never have reached the registry): they log in again
-  // once that has passed.
-  std::this_thread::sleep_until(killed_at + 3100ms);
-  // Exactly one of the two devices lost its connection; both can send again (the dead
-  // worker's hold on its device was released), and the server serves new devices.
+  // Exactly one of the two devices lost its connection; both can send again at once (the
+  // dead worker's hold on its device was released), and the server serves new devices.
   int lost = 0;
-  for (auto* d : {&a, &b}) {
-    const std::uint64_t id = d == &a ? kFirstId + 7 : kFirstId + 8;
-    if (!d->send_frame(DeviceId{id}, kKey, "after the kill") || d->wait_closed(300ms)) {
+  for (int i = 0; i < 2; ++i) {
+    if (!devices[i]->send_frame(DeviceId{ids[i]}, kKey, "after the kill") ||
+        devices[i]->wait_closed(300ms)) {
       ++lost;
       Device again(server_.port());
-      ASSERT_TRUE(again.send_frame(DeviceId{id}, kKey, "after the kill")) << server_.log();
+      ASSERT_TRUE(again.send_frame(DeviceId{ids[i]}, kKey, "after the kill")) << server_.log();
       ASSERT_EQ(reader_->read(1).size(), 1u) << server_.log();
     } else {
       ASSERT_EQ(reader_->read(1).size(), 1u) << server_.log();

@@ -408,7 +408,6 @@ TEST_F(RegistryTest, UpgradesAVersionOneRegistry) {
 
   auto registry = open();
   EXPECT_EQ(column(DeviceId{7}, "online_owner"), "");  // the column exists now (NULL)
-  EXPECT_EQ(registry.claim(DeviceId{7}, 100).status, ClaimStatus::claimed);
   auto upgraded = open(Mode::read_only);
   const auto listed = upgraded.list();
   ASSERT_TRUE(listed);
@@ -484,40 +483,6 @@ TEST_F(RegistryTest, SessionEndKeepsTheLastSessionAndCountsThem) {
   EXPECT_EQ((*bare)->last_close_reason, "");
   EXPECT_EQ((*bare)->last_login, std::nullopt);
   EXPECT_EQ((*bare)->last_skew, std::nullopt);
-}
-
-TEST_F(RegistryTest, OneHolderPerDevice) {
-  auto a = open();
-  auto b = open();  // like two worker processes
-  add_ok(a, kDevice, std::string(kKey));
-  add_ok(a, DeviceId{43}, std::string(kKey));
-  const protocol::Time mark{protocol::Tick{500}};
-  a.record_session_end(kDevice, std::chrono::system_clock::now(), mark);
-
-  const Claim first = a.claim(kDevice, 1);
-  EXPECT_EQ(first.status, ClaimStatus::claimed);
-  EXPECT_EQ(first.replay_mark, mark);
-  EXPECT_EQ(b.claim(kDevice, 2).status, ClaimStatus::already_connected);
-  b.release(kDevice, 2, mark + protocol::Tick{100});  // not the holder: no effect
-  EXPECT_EQ(b.claim(kDevice, 2).status, ClaimStatus::already_connected);
-  EXPECT_EQ(b.replay_mark(kDevice), mark);
-
-  a.release(kDevice, 1, mark + protocol::Tick{10});
-  const Claim second = b.claim(kDevice, 2);
-  EXPECT_EQ(second.status, ClaimStatus::claimed);
-  EXPECT_EQ(second.replay_mark, mark + protocol::Tick{10});
-
-  // Worker 2 dies: its devices are freed and their marks raised to the floor.
-  EXPECT_EQ(b.claim(DeviceId{43}, 2).status, ClaimStatus::claimed);
-  const protocol::Time floor{protocol::Tick{9'000}};
-  EXPECT_EQ(a.release_owner(2, floor), 2);
-  EXPECT_EQ(a.replay_mark(kDevice), floor);
-  EXPECT_EQ(a.claim(kDevice, 3).status, ClaimStatus::claimed);
-
-  // A restart after a crash frees every hold.
-  EXPECT_EQ(a.release_all(floor + protocol::Tick{1}), 1);
-  EXPECT_EQ(a.replay_mark(kDevice), floor + protocol::Tick{1});
-  EXPECT_EQ(a.claim(kDevice, 4).status, ClaimStatus::claimed);
 }
 
 TEST_F(RegistryTest, MovedRegistryKeepsWorking) {

@@ -3,41 +3,48 @@
 
 #include <set>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "protocol/errors.hpp"
 
 namespace iotsocket::protocol {
 namespace {
 
+// Every name, in order: a renamed, removed or reordered error fails here, and an added
+// one fails until it is listed (at the end).
 TEST(Errors, FrameErrorNamesAreStable) {
-  EXPECT_EQ(name(FrameError::frame_too_large), "frame_too_large");
-  EXPECT_EQ(name(FrameError::bad_version), "bad_version");
-  EXPECT_EQ(name(FrameError::bad_header_count), "bad_header_count");
-  EXPECT_EQ(name(FrameError::bad_time), "bad_time");
-  EXPECT_EQ(name(FrameError::replayed_time), "replayed_time");
-  EXPECT_EQ(name(FrameError::key_mismatch), "key_mismatch");
+  const std::vector<std::string_view> expected = {
+      "frame_too_large", "no_blank_line", "header_too_large", "bad_header_count",
+      "bad_header_line", "unknown_header", "duplicate_header", "bad_version",
+      "bad_time",        "bad_device",    "bad_key",          "body_too_short",
+      "body_too_large",  "time_skew",     "replayed_time",    "flood",
+      "device_mismatch", "key_mismatch"};
+  std::vector<std::string_view> names;
+  for (int i = 0; i < kFrameErrorCount; ++i) names.push_back(name(static_cast<FrameError>(i)));
+  EXPECT_EQ(names, expected);
 }
 
 TEST(Errors, RecordErrorNamesAreStable) {
-  EXPECT_EQ(name(RecordError::empty_line), "empty_line");
-  EXPECT_EQ(name(RecordError::bad_escape), "bad_escape");
-  EXPECT_EQ(name(RecordError::line_too_long), "line_too_long");
+  const std::vector<std::string_view> expected = {
+      "empty_line",        "no_space",          "bad_device_id", "bad_escape",
+      "payload_too_short", "payload_too_large", "line_too_long"};
+  std::vector<std::string_view> names;
+  for (int i = 0; i < kRecordErrorCount; ++i) names.push_back(name(static_cast<RecordError>(i)));
+  EXPECT_EQ(names, expected);
 }
 
 TEST(Errors, EveryErrorHasADistinctSnakeCaseName) {
-  std::set<std::string> names;
-  int count = 0;
-  for (int i = 0; i <= static_cast<int>(FrameError::key_mismatch); ++i, ++count) {
-    names.emplace(name(static_cast<FrameError>(i)));
-  }
-  for (int i = 0; i <= static_cast<int>(RecordError::line_too_long); ++i, ++count) {
-    names.emplace(name(static_cast<RecordError>(i)));
-  }
-  EXPECT_EQ(names.size(), static_cast<std::size_t>(count));
+  std::set<std::string_view> names;
+  for (int i = 0; i < kFrameErrorCount; ++i) names.insert(name(static_cast<FrameError>(i)));
+  for (int i = 0; i < kRecordErrorCount; ++i) names.insert(name(static_cast<RecordError>(i)));
+  EXPECT_EQ(names.size(), static_cast<std::size_t>(kFrameErrorCount + kRecordErrorCount));
+  EXPECT_FALSE(names.contains("unknown_error"));
   for (const auto& n : names) {
     EXPECT_EQ(n.find_first_not_of("abcdefghijklmnopqrstuvwxyz_"), std::string::npos) << n;
   }
-  EXPECT_EQ(name(static_cast<FrameError>(1000)), "unknown_error");
+  EXPECT_EQ(name(static_cast<FrameError>(kFrameErrorCount)), "unknown_error");
+  EXPECT_EQ(name(static_cast<RecordError>(kRecordErrorCount)), "unknown_error");
 }
 
 }  // namespace

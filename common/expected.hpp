@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cassert>
+#include <string>
 #include <utility>
 #include <variant>
 
@@ -52,5 +53,8 @@ class [[nodiscard]] Expected {
 
   std::variant<T, E> state_;
 };
+
+// A result with nothing in it but success or the error message.
+using Status = Expected<std::monostate, std::string>;
 
 }  // namespace iotsocket
