@@ -9,29 +9,24 @@
 #include <string>
 #include <string_view>
 
-#include "common/fd.hpp"
 #include "common/expected.hpp"
+#include "common/fd.hpp"
+#include "master/push_source.hpp"
 #include "protocol/line_reader.hpp"
 #include "protocol/record.hpp"
 
 namespace iotsocket::master {
 
-class PushFifo {
+class PushFifo final : public PushSource {
  public:
-  using OnRecord = std::function<void(protocol::Record record)>;
-  // A line that is not a valid record: why, and the start of the line for the log.
-  using OnBad = std::function<void(std::string_view reason, std::string_view line)>;
-
   // Opens an existing FIFO, non-blocking. Errors name the path.
   static Expected<PushFifo, std::string> open(const std::string& path);
 
-  int fd() const noexcept { return fd_.get(); }
+  int fd() const noexcept override { return fd_.get(); }
+  const std::string& name() const noexcept override { return path_; }
   const std::string& path() const noexcept { return path_; }
 
-  // Reads what is available, at most about `budget` bytes (the loop stays fair to the
-  // other work), and calls on_record / on_bad for each complete line. Returns false on a
-  // read error (logged by the caller through errno), true otherwise.
-  bool read_available(std::size_t budget, const OnRecord& on_record, const OnBad& on_bad);
+  bool read_available(std::size_t budget, const OnRecord& on_record, const OnBad& on_bad) override;
 
  private:
   PushFifo(std::string path, Fd fd) : path_(std::move(path)), fd_(std::move(fd)) {}

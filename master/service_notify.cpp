@@ -34,6 +34,7 @@ void ServiceNotify::send(const std::string& state) {
 }
 
 void ServiceNotify::ready(const std::string& status) {
+  said_ready_ = true;
   last_status_ = status;
   send("READY=1\nSTATUS=" + status);
 }

@@ -16,6 +16,8 @@ class ServiceNotify {
   ServiceNotify();  // reads WATCHDOG_USEC (only when it names this process)
 
   void ready(const std::string& status);
+  // Whether ready() has been said: RELOADING=1 and STATUS= only after it.
+  bool said_ready() const noexcept { return said_ready_; }
   void reloading();
   void reloaded();
   void stopping();
@@ -33,6 +35,7 @@ class ServiceNotify {
   Clock::duration ping_every_{};
   Clock::time_point next_ping_ = Clock::time_point::max();
   std::string last_status_;
+  bool said_ready_ = false;
 };
 
 }  // namespace iotsocket::master

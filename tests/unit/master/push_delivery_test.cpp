@@ -1,8 +1,11 @@
-// The push router with real parts: a shared-memory device table, an offline queue and a
+// Push delivery with real parts: a shared-memory device table, an offline queue and a
 // registry in SQLite files of a temporary directory. Only the workers' channels are
-// replaced by a recorder (the e2e tests run the real ones): the pushes a worker is handed,
-// hands back, or leaves behind when it dies must all end in the device's queue, in order.
-#include "master/push_router.hpp"
+// replaced by a recorder (worker_pool_test.cpp runs real channel ends): the pushes a worker
+// is handed, hands back, or leaves behind when it dies must all end in the device's queue,
+// in order.
+#include "master/push_delivery.hpp"
+
+#include "tests/unit/master/push_state.hpp"
 
 #include <unistd.h>
 
@@ -23,35 +26,29 @@ using Sent = std::pair<std::uint32_t, channel::Message>;
 constexpr DeviceId kDevice{1234567890};
 const shm::Holder kConnection{.worker = 0, .slot = 7, .conn_generation = 3};
 
-class PushRouterTest : public ::testing::Test {
+// The workers as push delivery sees them: it records what it is handed.
+class RecordingLink : public WorkerLink {
+ public:
+  bool send(std::uint32_t worker, const channel::Message& m, std::string_view payload) override {
+    sent.emplace_back(worker, m);
+    payloads.emplace_back(payload);
+    return true;
+  }
+  bool accepts(std::uint32_t) const override { return true; }
+
+  std::vector<Sent> sent;
+  std::vector<std::string> payloads;
+};
+
+class PushDeliveryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/iotsocket-router-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-    shm_name_ = "iotsocket-router-test-" + std::to_string(::getpid());
-    auto table = shm::DeviceTable::create(shm_name_, 64, 2);
-    ASSERT_TRUE(table) << table.error();
-    table_.emplace(std::move(*table));
-    auto offline = OfflineQueue::open(OfflineOptions{.path = dir_ + "/offline.db"});
-    ASSERT_TRUE(offline) << offline.error();
-    offline_.emplace(std::move(*offline));
-    auto registry = DeviceRegistry::open(dir_ + "/devices.db", DeviceRegistry::Mode::read_write);
-    ASSERT_TRUE(registry) << registry.error();
-    registry_.emplace(std::move(*registry));
-    ASSERT_TRUE(registry_->add(kDevice, "router-test-key-0001"));
-    router_.emplace(config_, *table_, *offline_, *registry_, events_,
-                    [this](std::uint32_t worker, const channel::Message& m, std::string payload) {
-                      sent_.emplace_back(worker, m);
-                      payloads_.push_back(std::move(payload));
-                      return true;
-                    });
+    ASSERT_NO_FATAL_FAILURE(state_.open("delivery", kDevice));
+    router_.emplace(config_, *table_, *offline_, *registry_, events_, 2, link_);
   }
   void TearDown() override {
     router_.reset();
-    if (table_) table_->unlink();
-    table_.reset();
-    std::filesystem::remove_all(dir_);
+    state_.close();
   }
 
   // The device logs in on kConnection, as a worker's claim and device_online do.
@@ -72,15 +69,6 @@ class PushRouterTest : public ::testing::Test {
     ASSERT_EQ(sent_.size(), payloads.size());
   }
 
-  // What the master still held when the worker died: pushes `from` .. end of those sent.
-  std::vector<std::pair<channel::Message, std::string>> unsettled_from(std::size_t from) {
-    std::vector<std::pair<channel::Message, std::string>> out;
-    for (std::size_t i = from; i < sent_.size(); ++i) {
-      out.emplace_back(sent_[i].second, payloads_[i]);
-    }
-    return out;
-  }
-
   // The worker hands push `i` of those sent back (as return_unsent does).
   void hand_back(std::size_t i, bool more) {
     channel::Message m = sent_[i].second;
@@ -89,27 +77,21 @@ class PushRouterTest : public ::testing::Test {
     router_->returned(sent_[i].first, m, payloads_[i]);
   }
 
-  std::vector<std::string> queued() {
-    auto taken = offline_->take(kDevice, std::chrono::system_clock::now());
-    EXPECT_TRUE(taken) << taken.error();
-    std::vector<std::string> out;
-    for (const QueuedPush& p : taken->pushes) out.push_back(p.payload);
-    return out;
-  }
+  std::vector<std::string> queued() { return state_.queued(kDevice); }
 
   config::Config config_{};
   EventSink events_{EventSinkOptions{}};
-  std::string dir_;
-  std::string shm_name_;
-  std::optional<shm::DeviceTable> table_;
-  std::optional<OfflineQueue> offline_;
-  std::optional<DeviceRegistry> registry_;
-  std::optional<PushRouter> router_;
-  std::vector<Sent> sent_;
-  std::vector<std::string> payloads_;
+  PushState state_;
+  std::optional<shm::DeviceTable>& table_ = state_.table;
+  std::optional<OfflineQueue>& offline_ = state_.offline;
+  std::optional<DeviceRegistry>& registry_ = state_.registry;
+  RecordingLink link_;
+  std::vector<Sent>& sent_ = link_.sent;
+  std::vector<std::string>& payloads_ = link_.payloads;
+  std::optional<PushDelivery> router_;
 };
 
-TEST_F(PushRouterTest, APushForAConnectedDeviceGoesToItsConnection) {
+TEST_F(PushDeliveryTest, APushForAConnectedDeviceGoesToItsConnection) {
   log_in();
   router_->route(kDevice, "first");
   ASSERT_EQ(sent_.size(), 1u);
@@ -121,7 +103,7 @@ TEST_F(PushRouterTest, APushForAConnectedDeviceGoesToItsConnection) {
   EXPECT_TRUE(queued().empty());
 }
 
-TEST_F(PushRouterTest, AWholeBatchHandedBackWaitsInTheQueueInOrder) {
+TEST_F(PushDeliveryTest, AWholeBatchHandedBackWaitsInTheQueueInOrder) {
   ASSERT_NO_FATAL_FAILURE(send_while_connected({"one", "two", "three"}));
   log_out();
   hand_back(0, true);
@@ -132,23 +114,35 @@ TEST_F(PushRouterTest, AWholeBatchHandedBackWaitsInTheQueueInOrder) {
 }
 
 // The worker handed back the first push of a batch and died before the rest: the master
-// requeues the rest (it still had them), and the router puts back what had come.
-TEST_F(PushRouterTest, ABatchCutShortByTheWorkersDeathIsPutBackAsFarAsItCame) {
+// requeues the rest (it still had them) and puts back what had come.
+TEST_F(PushDeliveryTest, ABatchCutShortByTheWorkersDeathIsPutBackAsFarAsItCame) {
   ASSERT_NO_FATAL_FAILURE(send_while_connected({"one", "two", "three"}));
   log_out();
   hand_back(0, true);
-  router_->requeue(unsettled_from(1));
+  EXPECT_EQ(router_->unsettled(kConnection.worker), 2u);
   router_->worker_gone(kConnection.worker);
   EXPECT_EQ(queued(), (std::vector<std::string>{"one", "two", "three"}));
 }
 
-TEST_F(PushRouterTest, PushesRequeuedFromADeadWorkerGoBeforeNewerOnes) {
+TEST_F(PushDeliveryTest, PushesRequeuedFromADeadWorkerGoBeforeNewerOnes) {
   ASSERT_NO_FATAL_FAILURE(send_while_connected({"one", "two"}));
   log_out();
   router_->route(kDevice, "three");  // offline now: queued
-  router_->requeue(unsettled_from(0));
   router_->worker_gone(kConnection.worker);
   EXPECT_EQ(queued(), (std::vector<std::string>{"one", "two", "three"}));
+}
+
+// What the worker settled (written whole) is forgotten; only the rest comes back when it
+// dies.
+TEST_F(PushDeliveryTest, OnlyThePushesAWorkerHadNotSettledComeBackWhenItDies) {
+  ASSERT_NO_FATAL_FAILURE(send_while_connected({"one", "two", "three"}));
+  const std::uint64_t written[] = {sent_[0].second.seq, sent_[2].second.seq};
+  router_->settled(kConnection.worker, written);
+  EXPECT_EQ(router_->unsettled(kConnection.worker), 1u);
+  log_out();
+  router_->worker_gone(kConnection.worker);
+  EXPECT_EQ(queued(), (std::vector<std::string>{"two"}));
+  EXPECT_EQ(router_->unsettled(kConnection.worker), 0u);
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
-// Routes backend pushes to devices (docs/ARCHITECTURE.md "Data paths", backend -> device): a
-// push for a connected device goes to the worker that holds it (the device table says
-// which); one for a device that is offline waits in the offline queue and goes out, in
-// order, when the device logs in. The master's loop owns it; nothing here blocks on a
-// device.
+// The one owner of a backend push in the master, from the moment it is read to the moment
+// it is settled (docs/ARCHITECTURE.md "Data paths", backend -> device): a push for a
+// connected device goes to the worker that holds it (the device table says which), which
+// settles it once written whole or hands it back; one for a device that is offline waits
+// in the offline queue and goes out, in order, when the device logs in. A copy of every
+// push handed to a worker stays here until the worker settles it (master/in_flight.hpp):
+// when the worker dies, those go back to their devices' queues. The master's loop owns it;
+// nothing here blocks on a device.
 //
 // Order per device: while anything waits in a device's offline queue, a new push joins
 // the queue behind it, and the queue is sent as a whole; so a push never overtakes an
@@ -12,7 +15,7 @@
 // when newer pushes were queued meanwhile.
 //
 // A device that logs in again while pushes are still on their way to its old connection
-// (in the old worker's channel) gets nothing until those are back: the router sends the
+// (in the old worker's channel) gets nothing until those are back: this sends the
 // old worker a fence, which that worker echoes after handing back every push that came
 // before it (the channel keeps order both ways). Meanwhile new pushes for the device wait
 // in its queue. Then the queue goes out whole, in order.
@@ -20,7 +23,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
+#include <span>
+#include <string_view>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -30,22 +34,20 @@
 #include "common/event_sink.hpp"
 #include "common/registry.hpp"
 #include "config/config.hpp"
+#include "master/in_flight.hpp"
 #include "master/offline_queue.hpp"
+#include "master/worker_link.hpp"
 #include "shm/device_table.hpp"
 
 namespace iotsocket::master {
 
-class PushRouter {
+class PushDelivery {
  public:
-  // Hands a message to worker `worker` (queued behind others when its channel is full).
-  // False when that worker is not running: the push stays with the router.
-  using SendToWorker =
-      std::function<bool(std::uint32_t worker, const channel::Message& m, std::string payload)>;
-
   // `events` gets push_queued for every push stored in the offline queue (also one that
   // came back from a closed connection) and push_expired for every push dropped for good.
-  PushRouter(const config::Config& config, shm::DeviceTable& table, OfflineQueue& offline,
-             DeviceRegistry& registry, EventSink& events, SendToWorker send);
+  // `workers`: how many there are (0 .. workers-1).
+  PushDelivery(const config::Config& config, shm::DeviceTable& table, OfflineQueue& offline,
+               DeviceRegistry& registry, EventSink& events, std::size_t workers, WorkerLink& link);
 
   // A record from the push FIFO.
   void route(protocol::DeviceId device, std::string payload);
@@ -53,13 +55,13 @@ class PushRouter {
   void device_online(std::uint32_t worker, const channel::Message& m);
   // A worker hands back a push it did not write; batches end with more == false.
   void returned(std::uint32_t worker, const channel::Message& m, std::string payload);
-  // Pushes that were on their way to a worker that died (push messages with their
-  // payloads, in the order sent): back to their devices' queues, in their places.
-  void requeue(std::vector<std::pair<channel::Message, std::string>> pushes);
+  // A worker wrote these pushes whole (or dropped them for good): their copies go.
+  void settled(std::uint32_t worker, std::span<const std::uint64_t> seqs);
   // The old worker echoes a fence: every push sent to it before is back.
   void fence_passed(std::uint32_t worker, const channel::Message& m);
-  // Worker `worker` died: batches it was handing back are put back as far as they came,
-  // and fences it will never echo are passed.
+  // Worker `worker` died: every push it had not settled goes back to its device's queue,
+  // in its place; batches it was handing back are put back as far as they came, and
+  // fences it will never echo are passed.
   void worker_gone(std::uint32_t worker);
   // Drops queued pushes older than push.offline_max_age (logged); about once a minute.
   void expire(std::chrono::system_clock::time_point now);
@@ -72,8 +74,12 @@ class PushRouter {
     std::uint64_t evicted = 0;
   };
   const Counts& counts() const noexcept { return counts_; }
+  // Pushes handed to `worker` and not settled yet.
+  std::size_t unsettled(std::uint32_t worker) const { return in_flight_.at(worker).unsettled(); }
 
  private:
+  void requeue(std::vector<std::pair<channel::Message, std::string>> pushes);
+  bool send_to(std::uint32_t worker, const channel::Message& m, std::string payload);
   bool send_live(protocol::DeviceId device, const shm::Holder& holder, std::string payload,
                  std::int64_t queued_at_ns);
   void enqueue(protocol::DeviceId device, std::string_view payload, std::int64_t queued_at_ns);
@@ -88,7 +94,9 @@ class PushRouter {
   OfflineQueue& offline_;
   DeviceRegistry& registry_;
   EventSink& events_;
-  SendToWorker send_;
+  WorkerLink& link_;
+  // Per worker, the pushes it was handed and has not settled.
+  std::vector<InFlightPushes> in_flight_;
   Counts counts_;
   std::int64_t last_stamp_ = 0;
   // push_returned batches being collected, per device, until the one with more == false;

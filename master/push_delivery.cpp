@@ -1,4 +1,4 @@
-#include "master/push_router.hpp"
+#include "master/push_delivery.hpp"
 
 #include <algorithm>
 #include <iterator>
@@ -20,18 +20,30 @@ system_clock::time_point from_ns(std::int64_t ns) {
 
 }  // namespace
 
-PushRouter::PushRouter(const config::Config& config, shm::DeviceTable& table,
-                       OfflineQueue& offline, DeviceRegistry& registry, EventSink& events,
-                       SendToWorker send)
+PushDelivery::PushDelivery(const config::Config& config, shm::DeviceTable& table,
+                           OfflineQueue& offline, DeviceRegistry& registry, EventSink& events,
+                           std::size_t workers, WorkerLink& link)
     : config_(config), table_(table), offline_(offline), registry_(registry), events_(events),
-      send_(std::move(send)) {}
+      link_(link), in_flight_(workers) {}
 
-std::int64_t PushRouter::next_stamp() {
+// The copy kept is the one sent (a second copy only while it waits in the outbox of a
+// full channel).
+bool PushDelivery::send_to(std::uint32_t worker, const channel::Message& m, std::string payload) {
+  if (worker >= in_flight_.size() || !link_.accepts(worker)) return false;
+  const auto [message, kept] = in_flight_[worker].add(m, std::move(payload));
+  return link_.send(worker, message, kept);
+}
+
+void PushDelivery::settled(std::uint32_t worker, std::span<const std::uint64_t> seqs) {
+  for (std::uint64_t seq : seqs) in_flight_.at(worker).settle(seq);
+}
+
+std::int64_t PushDelivery::next_stamp() {
   last_stamp_ = std::max(to_ns(system_clock::now()), last_stamp_ + 1);
   return last_stamp_;
 }
 
-void PushRouter::route(protocol::DeviceId device, std::string payload) {
+void PushDelivery::route(protocol::DeviceId device, std::string payload) {
   const std::int64_t stamp = next_stamp();
   if (const auto holder = table_.holder(device)) {
     if (!clear_to_send(device, *holder)) {
@@ -62,20 +74,20 @@ void PushRouter::route(protocol::DeviceId device, std::string payload) {
   enqueue(device, payload, stamp);
 }
 
-bool PushRouter::send_live(protocol::DeviceId device, const shm::Holder& holder,
+bool PushDelivery::send_live(protocol::DeviceId device, const shm::Holder& holder,
                            std::string payload, std::int64_t queued_at_ns) {
   channel::Message m{.cmd = channel::Cmd::push,
                      .device = device.value,
                      .slot = holder.slot,
                      .conn_generation = holder.conn_generation,
                      .queued_at_ns = queued_at_ns};
-  if (!send_(holder.worker, m, std::move(payload))) return false;
+  if (!send_to(holder.worker, m, std::move(payload))) return false;
   ++counts_.routed;
   sent_to_[device] = holder;
   return true;
 }
 
-void PushRouter::enqueue(protocol::DeviceId device, std::string_view payload,
+void PushDelivery::enqueue(protocol::DeviceId device, std::string_view payload,
                          std::int64_t queued_at_ns) {
   if (config_.push.offline_max == 0) {
     ++counts_.refused;
@@ -99,7 +111,7 @@ void PushRouter::enqueue(protocol::DeviceId device, std::string_view payload,
   log_dropped(*evicted, "evicted (push.offline_max reached)");
 }
 
-void PushRouter::flush_queue(protocol::DeviceId device, const shm::Holder& holder) {
+void PushDelivery::flush_queue(protocol::DeviceId device, const shm::Holder& holder) {
   auto taken = offline_.take(device, system_clock::now());
   if (!taken) {
     spdlog::error("offline queue of device={}: {}", protocol::to_string(device), taken.error());
@@ -126,7 +138,7 @@ void PushRouter::flush_queue(protocol::DeviceId device, const shm::Holder& holde
   }
 }
 
-void PushRouter::device_online(std::uint32_t worker, const channel::Message& m) {
+void PushDelivery::device_online(std::uint32_t worker, const channel::Message& m) {
   const protocol::DeviceId device{m.device};
   const shm::Holder holder{.worker = worker, .slot = m.slot, .conn_generation = m.conn_generation};
   if (clear_to_send(device, holder) && offline_.has(device)) flush_queue(device, holder);
@@ -136,7 +148,7 @@ void PushRouter::device_online(std::uint32_t worker, const channel::Message& m) 
 // connection of the device. Then that connection's worker gets a fence, and the answer is
 // no until the fence is back. (The table names a new holder as soon as it claims the
 // device, before its device_online reaches us: route() asks here too.)
-bool PushRouter::clear_to_send(protocol::DeviceId device, const shm::Holder& holder) {
+bool PushDelivery::clear_to_send(protocol::DeviceId device, const shm::Holder& holder) {
   if (fencing_.contains(device)) return false;
   const auto last = sent_to_.find(device);
   if (last == sent_to_.end() || last->second == holder) return true;
@@ -145,7 +157,7 @@ bool PushRouter::clear_to_send(protocol::DeviceId device, const shm::Holder& hol
                                .device = device.value,
                                .slot = old.slot,
                                .conn_generation = old.conn_generation};
-  if (send_(old.worker, fence, {})) {
+  if (link_.send(old.worker, fence, {})) {
     fencing_.emplace(device, old);
     spdlog::debug("device={} logged in again: its pushes wait for those on their way to worker {}",
                   protocol::to_string(device), old.worker);
@@ -155,14 +167,20 @@ bool PushRouter::clear_to_send(protocol::DeviceId device, const shm::Holder& hol
   return true;
 }
 
-void PushRouter::fence_passed(std::uint32_t worker, const channel::Message& m) {
+void PushDelivery::fence_passed(std::uint32_t worker, const channel::Message& m) {
   const protocol::DeviceId device{m.device};
   const auto it = fencing_.find(device);
   if (it == fencing_.end() || it->second.worker != worker) return;
   pass_fence(device);
 }
 
-void PushRouter::worker_gone(std::uint32_t worker) {
+void PushDelivery::worker_gone(std::uint32_t worker) {
+  InFlightPushes& in_flight = in_flight_.at(worker);
+  if (in_flight.unsettled() > 0) {
+    spdlog::info("worker {}: {} pushes the worker had not written go back to their devices' "
+                 "queues", worker, in_flight.unsettled());
+    requeue(in_flight.take_all());
+  }
   for (auto it = returning_.begin(); it != returning_.end();) {
     if (it->second.worker != worker) {
       ++it;
@@ -181,7 +199,7 @@ void PushRouter::worker_gone(std::uint32_t worker) {
 
 // Everything that was on its way to the old connection is back in the queue: send the
 // queue to whoever holds the device now.
-void PushRouter::pass_fence(protocol::DeviceId device) {
+void PushDelivery::pass_fence(protocol::DeviceId device) {
   spdlog::debug("device={}: the pushes on their way to its old connection are back",
                 protocol::to_string(device));
   fencing_.erase(device);
@@ -190,7 +208,8 @@ void PushRouter::pass_fence(protocol::DeviceId device) {
   if (holder && offline_.has(device)) flush_queue(device, *holder);
 }
 
-void PushRouter::returned(std::uint32_t worker, const channel::Message& m, std::string payload) {
+void PushDelivery::returned(std::uint32_t worker, const channel::Message& m, std::string payload) {
+  in_flight_.at(worker).settle(m.seq);
   const protocol::DeviceId device{m.device};
   auto& batch = returning_[device];
   batch.worker = worker;
@@ -206,7 +225,7 @@ void PushRouter::returned(std::uint32_t worker, const channel::Message& m, std::
   if (holder && *holder != from && clear_to_send(device, *holder)) flush_queue(device, *holder);
 }
 
-void PushRouter::requeue(std::vector<std::pair<channel::Message, std::string>> pushes) {
+void PushDelivery::requeue(std::vector<std::pair<channel::Message, std::string>> pushes) {
   std::unordered_map<protocol::DeviceId, std::vector<QueuedPush>> by_device;
   for (auto& [m, payload] : pushes) {
     const protocol::DeviceId device{m.device};
@@ -217,7 +236,7 @@ void PushRouter::requeue(std::vector<std::pair<channel::Message, std::string>> p
 
 // Merges `pushes` into the device's queue by their stamps: a rare path (a connection closed
 // with pushes unsent), so it simply takes the queue out and writes the merge back.
-void PushRouter::put_back(protocol::DeviceId device, std::vector<QueuedPush> pushes) {
+void PushDelivery::put_back(protocol::DeviceId device, std::vector<QueuedPush> pushes) {
   const auto now = system_clock::now();
   auto taken = offline_.take(device, now);
   if (!taken) {
@@ -249,7 +268,7 @@ void PushRouter::put_back(protocol::DeviceId device, std::vector<QueuedPush> pus
   }
 }
 
-void PushRouter::expire(system_clock::time_point now) {
+void PushDelivery::expire(system_clock::time_point now) {
   auto expired = offline_.expire(now);
   if (!expired) {
     spdlog::error("offline queue: {}", expired.error());
@@ -259,7 +278,7 @@ void PushRouter::expire(system_clock::time_point now) {
   log_dropped(*expired, "expired (push.offline_max_age)");
 }
 
-void PushRouter::log_dropped(const std::vector<QueuedPush>& pushes, std::string_view why) {
+void PushDelivery::log_dropped(const std::vector<QueuedPush>& pushes, std::string_view why) {
   const auto now = system_clock::now();
   for (const auto& p : pushes) {
     const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - p.queued_at);
@@ -270,7 +289,7 @@ void PushRouter::log_dropped(const std::vector<QueuedPush>& pushes, std::string_
 }
 
 // Pushes the offline queue failed to keep (logged by the caller): they will not be delivered.
-void PushRouter::lost(protocol::DeviceId device, std::size_t count) {
+void PushDelivery::lost(protocol::DeviceId device, std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) events_.push_expired(device);
 }
 
