@@ -18,6 +18,7 @@
 namespace iotsocket::client {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
+inline SteadyTime steady_now() noexcept { return std::chrono::steady_clock::now(); }
 
 class Link {
  public:

@@ -12,41 +12,21 @@
 //                       period, say drained, get finish (nothing follows it), exit; then exit
 //   SIGHUP -> ReloadCoordinator (config/reload.hpp; README "Reloading"); SIGUSR1 -> reopen log.file
 //   metrics.listen -> MetricsServer (its own epoll set, one descriptor here)
-#include "master/master.hpp"
-
 #include <signal.h>
-#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <memory>
-#include <optional>
 
 #include <spdlog/spdlog.h>
 
 #include "common/counted.hpp"
-#include "common/event_sink.hpp"
 #include "common/log.hpp"
-#include "common/registry.hpp"
-#include "config/host_port.hpp"
-#include "master/acceptor.hpp"
-#include "master/metrics_server.hpp"
+#include "master/master_process.hpp"
 #include "master/metrics_snapshot.hpp"
-#include "master/metrics_text.hpp"
-#include "master/offline_queue.hpp"
-#include "master/push_delivery.hpp"
-#include "master/push_fifo.hpp"
-#include "master/push_intake.hpp"
-#include "master/reload_coordinator.hpp"
-#include "master/service_notify.hpp"
-#include "master/worker_pool.hpp"
-#include "protocol/time.hpp"
-#include "shm/device_table.hpp"
 #include "shm/worker_totals.hpp"
-#include "worker/worker.hpp"
 
 namespace iotsocket::master {
 namespace {
@@ -58,232 +38,11 @@ using namespace std::chrono_literals;
 constexpr auto kShutdownGrace = 30s;
 constexpr auto kStopNowGrace = 5s;
 constexpr auto kOfflineExpiryInterval = 60s;
+// Registry lookups per second for the queued pushes of removed devices: about 1% of the
+// loop's time, and a round over 100,000 queued devices in under two minutes.
+constexpr std::size_t kRemovalChecksPerSecond = 1024;
 
-constexpr std::uint64_t kSignalTag = 1ULL << 62;
-constexpr std::uint64_t kListenerTag = 1ULL << 61;
-constexpr std::uint64_t kWorkerTag = 1ULL << 60;
-constexpr std::uint64_t kPushSourceTag = 1ULL << 59;
-constexpr std::uint64_t kMetricsTag = 1ULL << 58;
-
-class Master final : public WorkerEvents {
- public:
-  explicit Master(MasterSetup setup)
-      : config_(*setup.config),
-        tls_(setup.tls),
-        listeners_(std::move(setup.listeners)),
-        events_(EventSinkOptions{.path = config_.fifo.events}),
-        epoll_(::epoll_create1(EPOLL_CLOEXEC)),
-        pool_(config::effective_workers(config_), epoll_.get(), kWorkerTag, events_,
-              [this](std::uint32_t index, std::uint32_t generation, Fd worker_end) {
-                return fork_worker(index, generation, std::move(worker_end));
-              }) {}
-
-  int run();
-
- private:
-  // start
-  bool start();
-  bool open_signals();
-  bool open_device_state();
-  bool open_push_path();
-  bool open_metrics();
-  pid_t fork_worker(std::uint32_t index, std::uint32_t generation, Fd worker_end);
-
-  // the loop
-  void on_event(const epoll_event& event);
-  void tick(steady_clock::time_point now);
-  int timeout_ms(steady_clock::time_point now) const;
-  bool finished(steady_clock::time_point now);
-
-  // signals
-  void on_signal();
-  void begin_shutdown();
-  void stop_now();
-  void reopen_log();
-
-  // what the workers say (WorkerPool passes it on)
-  void ready(std::uint32_t worker) override;
-  void connection_closed(std::uint32_t, const IpKey& ip) override { acceptor_->connection_closed(ip); }
-  void device_online(std::uint32_t worker, const channel::Message& m) override {
-    delivery_->device_online(worker, m);
-  }
-  void push_returned(std::uint32_t worker, const channel::Message& m, std::string payload) override {
-    delivery_->returned(worker, m, std::move(payload));
-  }
-  void pushes_settled(std::uint32_t worker, std::span<const std::uint64_t> seqs) override {
-    delivery_->settled(worker, seqs);
-  }
-  void fence_passed(std::uint32_t worker, const channel::Message& m) override {
-    delivery_->fence_passed(worker, m);
-  }
-  void reloaded(std::uint32_t worker, const std::string& failure) override {
-    reload_->answered(worker, failure);
-  }
-  void gone(std::uint32_t worker, const WorkerProcess& process, int status) override;
-
-  // service state
-  std::string status_text() const;
-  void announce_ready_when_all_are();
-  metrics::Snapshot metrics_snapshot() const;
-
-  config::Config config_;  // the running settings; a reload changes the reloadable ones
-  SSL_CTX* tls_;          // what new workers inherit: main's context, or the last reload's
-  SslCtx reloaded_tls_;   // owns the last reload's context
-  std::vector<Listener> listeners_;  // until start() hands them to the acceptor
-  ServiceNotify notify_;
-  EventSink events_;  // push_queued, push_expired (the workers write the other events)
-  Fd epoll_;
-  Fd signals_;
-  std::optional<DeviceRegistry> registry_;
-  std::optional<shm::DeviceTable> table_;
-  std::optional<OfflineQueue> offline_;
-  // Logins refuse TIMEs at or below this (after a run that did not stop cleanly).
-  protocol::Time replay_floor_{};
-  WorkerPool pool_;
-  std::optional<Acceptor> acceptor_;
-  std::optional<PushDelivery> delivery_;
-  std::optional<PushIntake> intake_;
-  std::optional<ReloadCoordinator> reload_;
-  std::optional<MetricsServer> metrics_;
-
-  steady_clock::time_point next_tick_{};
-  steady_clock::time_point next_expiry_{};
-  bool stopping_ = false;
-  steady_clock::time_point stop_deadline_{};
-};
-
-// ---- start ----------------------------------------------------------------------------
-
-bool Master::start() {
-  if (!open_signals()) return false;
-  acceptor_.emplace(std::move(listeners_), epoll_.get(), kListenerTag, pool_, config_);
-  if (!open_device_state() || !open_push_path() || !open_metrics()) return false;
-  reload_.emplace(RunningSettings{.config = config_, .tls = tls_, .reloaded_tls = reloaded_tls_,
-                                  .registry = *registry_, .offline = *offline_},
-                  pool_, notify_);
-  for (std::uint32_t i = 0; i < pool_.size(); ++i) {
-    if (!pool_.spawn(i)) return false;
-  }
-  spdlog::info("started {} workers, max {} connections, {} per source address", pool_.size(),
-               config_.limits.max_connections, config_.limits.per_ip);
-  return true;
-}
-
-bool Master::open_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&set, s);
-  // Blocked here and so in every worker: workers act on the master's channel only.
-  ::sigprocmask(SIG_BLOCK, &set, nullptr);
-  signals_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
-  if (!epoll_ || !signals_) {
-    spdlog::critical("epoll/signalfd setup failed: {}", std::strerror(errno));
-    return false;
-  }
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = kSignalTag;
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev);
-  return true;
-}
-
-// The registry and the device table.
-bool Master::open_device_state() {
-  auto registry = DeviceRegistry::open(config_.devices.sqlite, DeviceRegistry::Mode::read_write);
-  if (!registry) {
-    spdlog::critical("cannot open the device registry: {}", registry.error());
-    return false;
-  }
-  registry_.emplace(std::move(*registry));
-  // A segment still there is one a run left behind that did not stop cleanly: its live
-  // devices' last marks never reached the registry, so logins start above anything that
-  // run could have accepted (TIME may run up to the tolerance ahead of the clock).
-  if (shm::DeviceTable::attach(config_.runtime.shm_name)) {
-    replay_floor_ = protocol::to_time(std::chrono::system_clock::now()) +
-                    std::chrono::duration_cast<protocol::Tick>(config_.protocol.time_tolerance);
-  }
-  auto table = shm::DeviceTable::create(config_.runtime.shm_name, config_.limits.max_devices,
-                                       static_cast<std::uint32_t>(pool_.size()));
-  if (!table) {
-    spdlog::critical("runtime.shm_name: {}", table.error());
-    return false;
-  }
-  table_.emplace(std::move(*table));
-  return true;
-}
-
-bool Master::open_push_path() {
-  auto offline = OfflineQueue::open(OfflineOptions{
-      .path = config::offline_db_path(config_),
-      .max_per_device = config_.push.offline_max,
-      .max_age = std::chrono::duration_cast<std::chrono::seconds>(config_.push.offline_max_age)});
-  if (!offline) {
-    spdlog::critical("push.offline_db: {}", offline.error());
-    return false;
-  }
-  offline_.emplace(std::move(*offline));
-  if (offline_->total() > 0) {
-    spdlog::info("offline queue {}: {} pushes wait for their devices", offline_->path(),
-                 offline_->total());
-  }
-  auto fifo = PushFifo::open(config_.fifo.push);
-  if (!fifo) {
-    spdlog::critical("{}", fifo.error());
-    return false;
-  }
-  delivery_.emplace(config_, *table_, *offline_, *registry_, events_, pool_.size(), pool_);
-  intake_.emplace(std::make_unique<PushFifo>(std::move(*fifo)), epoll_.get(), kPushSourceTag,
-                  *delivery_, pool_);
-  return true;
-}
-
-bool Master::open_metrics() {
-  if (config_.metrics.listen.empty()) return true;
-  auto server = MetricsServer::open(*config::parse_host_port(config_.metrics.listen),
-                                    [this] { return metrics::render(metrics_snapshot()); });
-  if (!server) {
-    spdlog::critical("metrics.listen: {}", server.error());
-    return false;
-  }
-  metrics_.emplace(std::move(*server));
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = kMetricsTag;
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, metrics_->fd(), &ev);
-  spdlog::info("metrics on {}", metrics_->name());
-  return true;
-}
-
-pid_t Master::fork_worker(std::uint32_t index, std::uint32_t generation, Fd worker_end) {
-  const pid_t pid = ::fork();
-  if (pid != 0) return pid;  // the master (or -1)
-  // Only the master speaks to systemd.
-  for (const char* name : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}) ::unsetenv(name);
-  // The child keeps only its own channel end and the table's mapping: no listeners, no
-  // other channels, no SQLite connection carried across fork().
-  acceptor_.reset();
-  pool_.close_in_child();
-  signals_.reset();
-  epoll_.reset();
-  reload_.reset();
-  intake_.reset();
-  delivery_.reset();
-  metrics_.reset();
-  offline_.reset();
-  registry_.reset();
-  events_ = EventSink{};  // the worker opens its own
-  log::init("worker " + std::to_string(index),
-            log::parse_level(config_.log.level).value_or(spdlog::level::info), log::file());
-  const int code = worker::run(worker::WorkerSetup{.config = &config_,
-                                                   .tls = tls_,
-                                                   .table = &*table_,
-                                                   .channel = std::move(worker_end),
-                                                   .index = index,
-                                                   .replay_floor = replay_floor_,
-                                                   .generation = generation});
-  spdlog::default_logger()->flush();
-  ::_exit(code);
-}
+}  // namespace
 
 // ---- the loop -------------------------------------------------------------------------
 
@@ -336,6 +95,7 @@ void Master::tick(steady_clock::time_point now) {
     next_tick_ = now + 1s;
     if (notify_.said_ready()) notify_.status(status_text());
     acceptor_->log_refusals();
+    delivery_->drop_removed(kRemovalChecksPerSecond);
   }
 }
 
@@ -482,8 +242,6 @@ metrics::Snapshot Master::metrics_snapshot() const {
                  .workers_ready = pool_.ready_count(),
                  .certificate_not_after = metrics::certificate_not_after(tls_)}};
 }
-
-}  // namespace
 
 int run(MasterSetup setup) {
   Master master(std::move(setup));

@@ -97,6 +97,13 @@ class OfflineQueue {
   bool has(protocol::DeviceId device) const noexcept { return counts_.contains(device); }
   std::size_t count(protocol::DeviceId device) const noexcept;
   std::size_t total() const noexcept { return total_; }
+  // The devices that have pushes queued, in no order.
+  std::vector<protocol::DeviceId> devices() const {
+    std::vector<protocol::DeviceId> out;
+    out.reserve(counts_.size());
+    for (const auto& [device, queued] : counts_) out.push_back(device);
+    return out;
+  }
 
   // Removes everything queued for a device (it was removed from the registry); returns how
   // many rows were removed.

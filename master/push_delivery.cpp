@@ -278,6 +278,29 @@ void PushDelivery::expire(system_clock::time_point now) {
   log_dropped(*expired, "expired (push.offline_max_age)");
 }
 
+void PushDelivery::drop_removed(std::size_t budget) {
+  if (removal_sweep_.empty()) {
+    removal_sweep_ = offline_.devices();  // the next round, from the next call on
+    return;
+  }
+  for (std::size_t i = 0; i < budget && !removal_sweep_.empty(); ++i) {
+    const protocol::DeviceId device = removal_sweep_.back();
+    removal_sweep_.pop_back();
+    if (!offline_.has(device)) continue;
+    const auto found = registry_.find(device);
+    if (!found || found->has_value()) continue;  // known, or the lookup failed: kept
+    const auto dropped = offline_.drop(device);
+    if (!dropped) {
+      spdlog::error("offline queue of device={}: {}", protocol::to_string(device), dropped.error());
+      continue;
+    }
+    spdlog::warn("device={} is no longer in the registry: its {} queued pushes are dropped",
+                 protocol::to_string(device), *dropped);
+    counts_.refused += *dropped;
+    lost(device, *dropped);
+  }
+}
+
 void PushDelivery::log_dropped(const std::vector<QueuedPush>& pushes, std::string_view why) {
   const auto now = system_clock::now();
   for (const auto& p : pushes) {

@@ -65,11 +65,15 @@ class PushDelivery {
   void worker_gone(std::uint32_t worker);
   // Drops queued pushes older than push.offline_max_age (logged); about once a minute.
   void expire(std::chrono::system_clock::time_point now);
+  // Drops the queued pushes of devices that are no longer in the registry (iotsocketctl
+  // devices remove), looking up at most `budget` devices per call, so that many queued
+  // devices never stall the loop: the master calls it once a second.
+  void drop_removed(std::size_t budget);
 
   struct Counts {
     std::uint64_t routed = 0;    // handed to a worker
     std::uint64_t queued = 0;    // stored for an offline device
-    std::uint64_t refused = 0;   // unknown device, or no queue (push.offline_max: 0)
+    std::uint64_t refused = 0;   // unknown device (also once queued), or no queue (push.offline_max: 0)
     std::uint64_t expired = 0;
     std::uint64_t evicted = 0;
   };
@@ -111,6 +115,8 @@ class PushDelivery {
   std::unordered_map<protocol::DeviceId, shm::Holder> sent_to_;
   // Devices waiting for a fence: the old holder the fence went to.
   std::unordered_map<protocol::DeviceId, shm::Holder> fencing_;
+  // drop_removed(): the queued devices still to look up in this round.
+  std::vector<protocol::DeviceId> removal_sweep_;
   bool clear_to_send(protocol::DeviceId device, const shm::Holder& holder);
   void pass_fence(protocol::DeviceId device);
 };

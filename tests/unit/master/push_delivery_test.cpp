@@ -145,5 +145,25 @@ TEST_F(PushDeliveryTest, OnlyThePushesAWorkerHadNotSettledComeBackWhenItDies) {
   EXPECT_EQ(router_->unsettled(kConnection.worker), 0u);
 }
 
+// iotsocketctl devices remove: the device's queued pushes go (within a round of lookups),
+// each said as push_expired; another device's stay.
+TEST_F(PushDeliveryTest, TheQueuedPushesOfARemovedDeviceAreDropped) {
+  constexpr DeviceId kOther{1234567891};
+  ASSERT_TRUE(registry_->add(kOther, "router-test-key-0002"));
+  router_->route(kDevice, "for the removed one");
+  router_->route(kDevice, "and another");
+  router_->route(kOther, "for the other one");
+  router_->drop_removed(100);  // a round starts: nothing removed yet
+  router_->drop_removed(100);
+  EXPECT_TRUE(offline_->has(kDevice));
+  ASSERT_TRUE(registry_->remove(kDevice));
+  router_->drop_removed(100);  // the round started before the removal may miss it
+  router_->drop_removed(100);
+  router_->drop_removed(100);
+  EXPECT_FALSE(offline_->has(kDevice));
+  EXPECT_EQ(offline_->count(kOther), 1u);
+  EXPECT_EQ(router_->counts().refused, 2u);
+}
+
 }  // namespace
 }  // namespace iotsocket::master
