@@ -252,6 +252,24 @@ TEST_F(PushTest, RemovingAConnectedDeviceClosesItWithinASecond) {
   EXPECT_TRUE(d->wait_closed(1000ms)) << server_.log();
 }
 
+// Its pushes would never go anywhere: they are dropped (and said so) within seconds, and
+// the other devices' stay.
+TEST_F(PushTest, TheQueuedPushesOfARemovedDeviceAreDropped) {
+  const std::string removed_id = std::to_string(kFirstId + 8);
+  server_.push_lines(push_record(kFirstId + 8, "never-1") + push_record(kFirstId + 8, "never-2") +
+                     push_record(kFirstId + 9, "still-kept"));
+  ASSERT_TRUE(server_.wait_for_log_count("push queued device=", 3)) << server_.log();
+  auto removed = server_.ctl({"devices", "remove", removed_id});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  EXPECT_TRUE(server_.wait_for_log("device=" + removed_id +
+                                   " is no longer in the registry: its 2 queued pushes are dropped"))
+      << server_.log();
+  auto d = logged_in(server_, *reader_, kFirstId + 9);
+  auto pushes = d->read_pushes(1);
+  ASSERT_EQ(pushes.size(), 1u) << server_.log();
+  EXPECT_EQ(pushes[0].payload, "still-kept");
+}
+
 TEST_F(PushTest, CtlStatusShowsConnectedDevicesAndCtlPushDelivers) {
   auto d = logged_in(server_, *reader_, kFirstId + 7);
   auto status = server_.ctl({"status"});
