@@ -134,7 +134,8 @@ std::string encode_settled(std::span<const std::uint64_t> seqs) {
 std::optional<std::vector<std::uint64_t>> decode_settled(std::string_view payload) {
   if (payload.size() % sizeof(std::uint64_t) != 0) return std::nullopt;
   std::vector<std::uint64_t> seqs(payload.size() / sizeof(std::uint64_t));
-  std::memcpy(seqs.data(), payload.data(), payload.size());
+  // An empty vector's data() may be null, and memcpy from or to null is undefined even for 0 bytes.
+  if (!seqs.empty()) std::memcpy(seqs.data(), payload.data(), payload.size());
   return seqs;
 }
 
