@@ -20,10 +20,10 @@ system_clock::time_point from_ns(std::int64_t ns) {
 
 }  // namespace
 
-PushDelivery::PushDelivery(const config::Config& config, shm::DeviceTable& table,
+PushDelivery::PushDelivery(const config::Config& config, shm::DeviceDirectory& directory,
                            OfflineQueue& offline, DeviceRegistry& registry, EventSink& events,
                            std::size_t workers, WorkerLink& link)
-    : config_(config), table_(table), offline_(offline), registry_(registry), events_(events),
+    : config_(config), directory_(directory), offline_(offline), registry_(registry), events_(events),
       link_(link), in_flight_(workers) {}
 
 // The copy kept is the one sent (a second copy only while it waits in the outbox of a
@@ -45,7 +45,7 @@ std::int64_t PushDelivery::next_stamp() {
 
 void PushDelivery::route(protocol::DeviceId device, std::string payload) {
   const std::int64_t stamp = next_stamp();
-  if (const auto holder = table_.holder(device)) {
+  if (const auto holder = directory_.holder(device)) {
     if (!clear_to_send(device, *holder)) {
       enqueue(device, payload, stamp);  // goes out when the fence is back
       return;
@@ -204,7 +204,7 @@ void PushDelivery::pass_fence(protocol::DeviceId device) {
                 protocol::to_string(device));
   fencing_.erase(device);
   sent_to_.erase(device);
-  const auto holder = table_.holder(device);
+  const auto holder = directory_.holder(device);
   if (holder && offline_.has(device)) flush_queue(device, *holder);
 }
 
@@ -220,7 +220,7 @@ void PushDelivery::returned(std::uint32_t worker, const channel::Message& m, std
   put_back(device, std::move(pushes));
   // Logged in again elsewhere meanwhile: send them there. Not to the connection that gave
   // them back, which would only give them back again.
-  const auto holder = table_.holder(device);
+  const auto holder = directory_.holder(device);
   const shm::Holder from{.worker = worker, .slot = m.slot, .conn_generation = m.conn_generation};
   if (holder && *holder != from && clear_to_send(device, *holder)) flush_queue(device, *holder);
 }

@@ -1,6 +1,6 @@
 // The one owner of a backend push in the master, from the moment it is read to the moment
 // it is settled (docs/ARCHITECTURE.md "Data paths", backend -> device): a push for a
-// connected device goes to the worker that holds it (the device table says which), which
+// connected device goes to the worker that holds it (the device directory says which), which
 // settles it once written whole or hands it back; one for a device that is offline waits
 // in the offline queue and goes out, in order, when the device logs in. A copy of every
 // push handed to a worker stays here until the worker settles it (master/in_flight.hpp):
@@ -37,7 +37,7 @@
 #include "master/in_flight.hpp"
 #include "master/offline_queue.hpp"
 #include "master/worker_link.hpp"
-#include "shm/device_table.hpp"
+#include "shm/device_directory.hpp"
 
 namespace iotsocket::master {
 
@@ -46,7 +46,7 @@ class PushDelivery {
   // `events` gets push_queued for every push stored in the offline queue (also one that
   // came back from a closed connection) and push_expired for every push dropped for good.
   // `workers`: how many there are (0 .. workers-1).
-  PushDelivery(const config::Config& config, shm::DeviceTable& table, OfflineQueue& offline,
+  PushDelivery(const config::Config& config, shm::DeviceDirectory& directory, OfflineQueue& offline,
                DeviceRegistry& registry, EventSink& events, std::size_t workers, WorkerLink& link);
 
   // A record from the push FIFO.
@@ -94,7 +94,7 @@ class PushDelivery {
   void lost(protocol::DeviceId device, std::size_t count);
 
   const config::Config& config_;
-  shm::DeviceTable& table_;
+  shm::DeviceDirectory& directory_;  // who holds each device: where a push goes
   OfflineQueue& offline_;
   DeviceRegistry& registry_;
   EventSink& events_;

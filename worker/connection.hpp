@@ -19,6 +19,7 @@
 #include "protocol/replay.hpp"
 #include "protocol/session.hpp"
 #include "protocol/time.hpp"
+#include "shm/lease.hpp"
 #include "worker/deadlines.hpp"
 
 namespace iotsocket::worker {
@@ -60,6 +61,7 @@ struct Connection {
   protocol::Session session;
   protocol::ReplayWindow replay{};  // the device's window while it is logged in here
   protocol::DeviceId claimed_device{~std::uint64_t{0}};  // DEVICE of the first frame, for logs
+  shm::Lease lease;                     // the device's entry in the directory, while logged in
   protocol::TimeStamper push_times;     // TIMEs of the push frames written to this device
   std::unique_ptr<WriteQueue> out;      // null while nothing waits to be written
   SkewTracker skew;                     // TIME - clock of the frames accepted (devices show)

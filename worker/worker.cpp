@@ -100,8 +100,8 @@ class Worker {
   Worker(WorkerSetup setup, DeviceRegistry registry, InboundSink sink, Fd epoll)
       : config_(*setup.config),
         tls_(setup.tls),
-        table_(*setup.table),
-        counters_(table_.counters(setup.index)),
+        directory_(*setup.table),
+        counters_(setup.table->counters(setup.index)),
         index_(setup.index),
         channel_(std::move(setup.channel)),
         generation_(setup.generation),
@@ -183,7 +183,7 @@ class Worker {
   config::Config config_;  // a copy: a reload changes the reloadable settings
   SSL_CTX* tls_;          // for new handshakes: the inherited context or the last reload's
   SslCtx reloaded_tls_;   // owns the last reload's (connections keep a reference to theirs)
-  shm::DeviceTable& table_;
+  shm::DeviceDirectory& directory_;
   shm::WorkerCounters& counters_;
   std::uint32_t index_;
   Fd channel_;
@@ -569,7 +569,7 @@ bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcep
   if (c.state == ConnState::awaiting_login) {
     if (!log_in(c, frame, now)) return false;
   } else {
-    if (!table_.holds(*c.session.device(), holder_of(c))) {
+    if (!c.lease.holds()) {
       close(c, "replaced");  // another login took the device over (devices.duplicate: replace)
       return false;
     }
@@ -577,10 +577,9 @@ bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcep
       close(c, protocol::name(*error), Why::rejected);
       return false;
     }
-    table_.raise_replay_mark(frame.device, frame.time);
   }
   c.skew.add(skew_ms(frame.time, now));
-  table_.set_skew(frame.device, c.skew.value());
+  c.lease.accept(frame.time, c.skew.value());  // the replay mark and the skew, one entry
   c.last_frame_at = steady_clock::now();
   counters_.frames_in.fetch_add(1, std::memory_order_relaxed);
   // Room was checked before next(); a refusal here is a broken invariant, never silent.
@@ -610,11 +609,12 @@ bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::T
   const protocol::Time mark = std::max(claim.replay_mark, kept);
   c.replay = protocol::ReplayWindow::starting_at(mark);
   c.push_times = protocol::TimeStamper(claim.push_mark);
+  c.lease = claim.lease;
   if (auto error = c.session.admit(frame, now, c.replay)) {
-    table_.release(frame.device, holder_of(c));
+    c.lease.release();
     return reject(protocol::name(*error));
   }
-  table_.raise_replay_mark(frame.device, frame.time);
+  c.lease.raise_replay_mark(frame.time);
   c.state = ConnState::live;
   c.login_unix = unix_seconds_now();
   counters_.devices.fetch_add(1, std::memory_order_relaxed);
@@ -637,9 +637,9 @@ bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::T
 bool Worker::claim_device(Connection& c, const protocol::FrameView& frame, protocol::Time now,
                           protocol::Time kept_mark, shm::ClaimResult& claim) noexcept {
   const shm::Holder me = holder_of(c);
-  claim = table_.claim(frame.device, me, c.peer, unix_seconds_now());
+  claim = directory_.claim(frame.device, me, c.peer, unix_seconds_now());
   if (claim.status == shm::ClaimStatus::held) {
-    const auto other = table_.find(frame.device);
+    const auto other = directory_.find(frame.device);
     const std::string other_peer = other ? other->peer.to_string() : std::string("-");
     if (config_.devices.duplicate == config::DuplicatePolicy::replace) {
       // A stale or replayed frame must not displace the device's live connection: the
@@ -654,7 +654,7 @@ bool Worker::claim_device(Connection& c, const protocol::FrameView& frame, proto
         close(c, protocol::name(*stale), Why::rejected);
         return false;
       }
-      claim = table_.take_over(frame.device, claim.previous, me, c.peer, unix_seconds_now());
+      claim = directory_.take_over(frame.device, claim.previous, me, c.peer, unix_seconds_now());
       if (claim.status == shm::ClaimStatus::claimed) {
         spdlog::warn("duplicate login device={} peer={}: replaces the connection from peer={} "
                      "(devices.duplicate: replace)",
@@ -671,7 +671,7 @@ bool Worker::claim_device(Connection& c, const protocol::FrameView& frame, proto
   }
   if (claim.status == shm::ClaimStatus::table_full) {
     spdlog::error("device table full ({} devices, limits.max_devices); device={} refused",
-                  table_.capacity(), protocol::to_string(frame.device));
+                  directory_.capacity(), protocol::to_string(frame.device));
     close(c, "device_table_full", Why::rejected);
     return false;
   }
@@ -713,7 +713,7 @@ void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
   const std::uint32_t slot = c.slot;
   if (c.state == ConnState::live) {
     if (auto id = c.session.device()) {
-      table_.release(*id, holder_of(c));  // false when it was replaced: then it is not ours
+      c.lease.release();  // false when it was replaced: then it is not ours
       registry_.record_session_end(*id, std::chrono::system_clock::now(), high_mark(c.replay),
                                    session_facts(c, reason));
       counters_.devices.fetch_sub(1, std::memory_order_relaxed);
@@ -726,7 +726,7 @@ void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
   counters_.count_close(reason);
   if (why == Why::rejected && c.state == ConnState::awaiting_login &&
       c.claimed_device.value != kNoDevice) {
-    table_.note_refusal(c.claimed_device, reason, unix_seconds_now());  // devices show
+    directory_.note_refusal(c.claimed_device, reason, unix_seconds_now());  // devices show
   }
   if (why == Why::rejected) {
     spdlog::warn("rejected device={} peer={} reason={}", device_text(c), c.peer.to_string(), reason);
@@ -851,7 +851,7 @@ void Worker::queue_push(Connection& c, std::string payload, const channel::Messa
     close(c, "write_queue_full");
     return;
   }
-  table_.raise_push_mark(*c.session.device(), *time);
+  c.lease.raise_push_mark(*time);
   if (q.retry_len == 0) write_pending(c);
 }
 
@@ -928,16 +928,16 @@ void Worker::return_unsent(Connection& c) noexcept {
 void Worker::check_holds(SteadyTime now) noexcept {
   if (now < next_holder_check_) return;
   next_holder_check_ = now + kHolderCheckInterval;
-  const std::uint64_t epoch = table_.close_epoch();
+  const std::uint64_t epoch = directory_.close_epoch();
   const bool requests = epoch != seen_close_epoch_;
   seen_close_epoch_ = epoch;
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* c = slots_[i].get();
     if (c == nullptr || c->state != ConnState::live || !c->session.device()) continue;
     const protocol::DeviceId id = *c->session.device();
-    if (!table_.holds(id, holder_of(*c))) {
+    if (!c->lease.holds()) {
       close(*c, "replaced");
-    } else if (requests && table_.take_close_request(id)) {
+    } else if (requests && directory_.take_close_request(id)) {
       close(*c, "revoked");
     }
   }
@@ -949,7 +949,7 @@ void Worker::check_holds(SteadyTime now) noexcept {
 void Worker::pass_fence(const channel::Message& m) noexcept {
   Connection* c = lookup(tag(m.slot, m.conn_generation));
   if (c != nullptr && c->state == ConnState::live && c->session.device() &&
-      c->session.device()->value == m.device && !table_.holds(*c->session.device(), holder_of(*c))) {
+      c->session.device()->value == m.device && !c->lease.holds()) {
     close(*c, "replaced");
   }
   send_to_master(channel::Message{.cmd = channel::Cmd::fence, .generation = generation_, .device = m.device});
@@ -1051,7 +1051,7 @@ int Worker::run() noexcept {
   }
   counters_.pid.store(::getpid(), std::memory_order_relaxed);
   frames_in_at_start_ = counters_.frames_in.load(std::memory_order_relaxed);
-  seen_close_epoch_ = table_.close_epoch();
+  seen_close_epoch_ = directory_.close_epoch();
   say_to_master(channel::Cmd::ready);
   epoll_event events[kMaxEvents];
   while (!stopping_) {

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -263,6 +264,102 @@ TEST_F(DeviceTableTest, ClaimReleaseHoldsHolder) {
 
   EXPECT_EQ(t.claim(kDevice, b, kPeer, 1700000002).status, ClaimStatus::claimed);
   EXPECT_EQ(t.holder(kDevice), b);
+}
+
+// --- leases: what a connection does per frame, on its own entry ---
+
+TEST_F(DeviceTableTest, ALeaseHoldsAcceptsFramesAndReleases) {
+  ASSERT_NO_FATAL_FAILURE(open(16, 2));
+  auto& t = table();
+  const Holder a{.worker = 1, .slot = 3, .conn_generation = 7};
+  ClaimResult claim = t.claim(kDevice, a, kPeer, 1700000000);
+  ASSERT_EQ(claim.status, ClaimStatus::claimed);
+  Lease lease = claim.lease;
+  ASSERT_TRUE(lease);
+  EXPECT_EQ(lease.holder(), a);
+  EXPECT_TRUE(lease.holds());
+
+  // One accepted frame: the mark rises and the skew shows, in one call.
+  const ClockSkew skew{.last_ms = -12, .largest_ms = 40};
+  EXPECT_TRUE(lease.accept(at(5000), skew));
+  EXPECT_EQ(t.find(kDevice)->skew, skew);
+  EXPECT_TRUE(lease.accept(at(4000), skew));  // a lower TIME: still ours...
+  lease.raise_push_mark(at(6000));
+  const ClaimResult other = t.claim(kDevice, Holder{.worker = 0, .slot = 1, .conn_generation = 1}, kPeer, 1);
+  ASSERT_EQ(other.status, ClaimStatus::held);
+  EXPECT_EQ(ticks(other.replay_mark), 5000);  // ...and the mark did not fall
+  EXPECT_EQ(ticks(other.push_mark), 6000);
+  EXPECT_FALSE(other.lease);
+
+  EXPECT_TRUE(lease.release());
+  EXPECT_FALSE(lease);
+  EXPECT_FALSE(lease.holds());
+  EXPECT_FALSE(t.holder(kDevice));
+  EXPECT_FALSE(lease.release());  // once
+  EXPECT_FALSE(claim.lease.release());  // a copy of a released lease: the hold is gone
+
+  claim = t.claim(kDevice, a, kPeer, 1700000001);
+  ASSERT_EQ(claim.status, ClaimStatus::claimed);
+  EXPECT_EQ(ticks(claim.replay_mark), 5000);  // marks stay with the device
+  EXPECT_EQ(ticks(claim.push_mark), 6000);
+}
+
+TEST_F(DeviceTableTest, AReplacedLeaseStopsHoldingAndReleasesNothing) {
+  ASSERT_NO_FATAL_FAILURE(open(16, 2));
+  auto& t = table();
+  const Holder a{.worker = 0, .slot = 4, .conn_generation = 1};
+  const Holder b{.worker = 1, .slot = 4, .conn_generation = 1};
+  Lease old = t.claim(kDevice, a, kPeer, 1).lease;
+  ASSERT_TRUE(old.holds());
+  const ClaimResult taken = t.take_over(kDevice, a, b, kPeer, 2);
+  ASSERT_EQ(taken.status, ClaimStatus::claimed);
+  Lease now = taken.lease;
+  EXPECT_EQ(now.holder(), b);
+  EXPECT_TRUE(now.holds());
+
+  EXPECT_FALSE(old.holds());
+  // A frame the old connection accepted a moment before it noticed: the mark still rises
+  // (the frame went on), and accept() says the device is no longer ours.
+  EXPECT_FALSE(old.accept(at(900), ClockSkew{}));
+  EXPECT_FALSE(old.release());
+  EXPECT_EQ(t.holder(kDevice), b);
+  EXPECT_TRUE(now.holds());
+
+  // The same slot again with a new generation is another connection: the old lease of that
+  // slot does not hold it.
+  ASSERT_TRUE(now.release());
+  const Holder a2{.worker = 0, .slot = 4, .conn_generation = 2};
+  ASSERT_EQ(t.claim(kDevice, a2, kPeer, 3).status, ClaimStatus::claimed);
+  EXPECT_FALSE(old.holds());
+  EXPECT_FALSE(old.release());
+  EXPECT_EQ(t.holder(kDevice), a2);
+}
+
+TEST_F(DeviceTableTest, ALeaseOfADeadWorkersDeviceStopsHolding) {
+  ASSERT_NO_FATAL_FAILURE(open(16, 2));
+  auto& t = table();
+  const Holder a{.worker = 1, .slot = 9, .conn_generation = 3};
+  Lease lease = t.claim(kDevice, a, kPeer, 1).lease;
+  ASSERT_TRUE(lease.holds());
+  EXPECT_EQ(t.release_worker(1, at(777)), 1U);
+  EXPECT_FALSE(lease.holds());
+  EXPECT_FALSE(lease.release());
+  EXPECT_EQ(ticks(t.claim(kDevice, a, kPeer, 2).replay_mark), 777);
+}
+
+TEST_F(DeviceTableTest, OnlyAClaimedResultCarriesALease) {
+  ASSERT_NO_FATAL_FAILURE(open(1, 2));
+  auto& t = table();
+  const Holder a{.worker = 0, .slot = 1, .conn_generation = 1};
+  const Holder b{.worker = 1, .slot = 1, .conn_generation = 1};
+  EXPECT_TRUE(t.claim(kDevice, a, kPeer, 1).lease);
+  EXPECT_FALSE(t.claim(kDevice, b, kPeer, 1).lease);                 // held
+  EXPECT_FALSE(t.take_over(kDevice, b, b, kPeer, 1).lease);          // held by a, not b
+  EXPECT_FALSE(t.claim(DeviceId{kDevice.value + 1}, b, kPeer, 1).lease);  // table full
+  EXPECT_FALSE(Lease{}.holds());
+  Lease none;
+  EXPECT_FALSE(none.accept(at(1), ClockSkew{}));
+  EXPECT_FALSE(none.release());
 }
 
 TEST_F(DeviceTableTest, HolderFieldsKeepTheirFullRange) {
@@ -867,7 +964,17 @@ TEST_F(DeviceTableTest, OfRacingClaimersExactlyOneWins) {
 enum WorkerExit { kWorkerTimeout = 0, kMarkFell = 10, kLostHold = 11, kBadPrevious = 12,
                   kReleaseFailed = 13 };
 
-int run_worker(DeviceTable& table, std::uint32_t worker, int devices, std::uint64_t seed) {
+// The push marks the workers raised, in memory shared with the parent: `intended` before
+// the raise, `raised` after it, so that a worker killed between the two leaves the table's
+// mark between them, and one not killed there leaves it exactly at its last write.
+struct PushMarks {
+  static constexpr std::size_t kDevices = 512;
+  std::array<std::atomic<std::int64_t>, kDevices> intended{};
+  std::array<std::atomic<std::int64_t>, kDevices> raised{};
+};
+
+int run_worker(DeviceTable& table, std::uint32_t worker, int devices, std::uint64_t seed,
+               PushMarks& marks) {
   std::mt19937_64 rng(seed);
   std::vector<std::int64_t> my_mark(static_cast<std::size_t>(devices), 0);
   std::vector<std::pair<DeviceId, Holder>> held;
@@ -886,7 +993,9 @@ int run_worker(DeviceTable& table, std::uint32_t worker, int devices, std::uint6
         if (ticks(r.replay_mark) < my_mark[d]) return kMarkFell;
         const std::int64_t next = ticks(r.replay_mark) + 1 + static_cast<std::int64_t>(rng() % 1000);
         table.raise_replay_mark(id, at(next));
+        marks.intended[d].store(next, std::memory_order_relaxed);
         table.raise_push_mark(id, at(next));
+        marks.raised[d].store(next, std::memory_order_relaxed);
         my_mark[d] = next;
         held.emplace_back(id, me);
       } else if (r.status == ClaimStatus::held) {
@@ -916,10 +1025,13 @@ TEST_F(DeviceTableTest, SigkilledWorkersLeaveAConsistentTable) {
   auto& t = table();
   std::mt19937_64 rng(static_cast<std::uint64_t>(::getpid()));
 
+  static_assert(kDevices <= PushMarks::kDevices);
+  SharedBlock<PushMarks> marks;
   std::vector<std::unique_ptr<Child>> workers(kWorkers);
   const auto spawn = [&](std::uint32_t w) {
     const std::uint64_t seed = rng();
-    workers[w] = std::make_unique<Child>([&t, w, seed] { return run_worker(t, w, kDevices, seed); });
+    workers[w] = std::make_unique<Child>(
+        [&t, &marks, w, seed] { return run_worker(t, w, kDevices, seed, *marks); });
   };
   for (std::uint32_t w = 0; w < kWorkers; ++w) spawn(w);
 
@@ -996,7 +1108,11 @@ TEST_F(DeviceTableTest, SigkilledWorkersLeaveAConsistentTable) {
     const ClaimResult r = t.claim(id, me, kPeer, 1);
     ASSERT_EQ(r.status, ClaimStatus::claimed) << "device " << d;
     EXPECT_GE(ticks(r.replay_mark), required[static_cast<std::size_t>(d)]) << "device " << d;
-    EXPECT_GE(r.push_mark, Time{});
+    // Exactly the last TIME written, unless that writer was killed in mid-raise.
+    const std::int64_t raised = marks->raised[static_cast<std::size_t>(d)].load();
+    const std::int64_t intended = marks->intended[static_cast<std::size_t>(d)].load();
+    EXPECT_GE(ticks(r.push_mark), raised) << "device " << d;
+    EXPECT_LE(ticks(r.push_mark), intended) << "device " << d;
     EXPECT_TRUE(t.holds(id, me));
     ASSERT_TRUE(t.release(id, me)) << "device " << d;
   }
