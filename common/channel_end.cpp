@@ -47,6 +47,12 @@ Io End::flush() noexcept {
   return Io::ok;
 }
 
+void End::drop_waiting() noexcept {
+  waiting_.clear();
+  waiting_bytes_ = 0;
+  watch_writable(false);
+}
+
 void End::reset() noexcept {
   // No EPOLL_CTL_DEL: closing the socket takes it out of the set, and in a forked child the
   // set is the parent's.

@@ -56,6 +56,8 @@ class End {
   // is most of it).
   std::size_t waiting_bytes() const noexcept { return waiting_bytes_; }
 
+  // Drops what waits and keeps the socket (the peer is going; its EOF comes next).
+  void drop_waiting() noexcept;
   // Closes the socket and drops what waits (epoll untouched: see channel_end.cpp).
   void reset() noexcept;
 

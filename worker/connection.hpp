@@ -15,6 +15,7 @@
 #include "common/io.hpp"
 #include "common/net.hpp"
 #include "common/tls.hpp"
+#include "protocol/device_id.hpp"
 #include "protocol/decoder.hpp"
 #include "protocol/replay.hpp"
 #include "protocol/session.hpp"
@@ -47,6 +48,9 @@ enum class ConnState : std::uint8_t {
   live,            // logged in
 };
 
+// No DEVICE seen yet (Connection::claimed_device).
+inline constexpr std::uint64_t kNoDevice = ~std::uint64_t{0};
+
 struct Connection {
   Connection(Fd socket, const PeerAddress& address, const protocol::SessionLimits& limits)
       : fd(std::move(socket)),
@@ -60,7 +64,7 @@ struct Connection {
   protocol::Decoder decoder;
   protocol::Session session;
   protocol::ReplayWindow replay{};  // the device's window while it is logged in here
-  protocol::DeviceId claimed_device{~std::uint64_t{0}};  // DEVICE of the first frame, for logs
+  protocol::DeviceId claimed_device{kNoDevice};  // DEVICE of the first frame, for logs
   shm::Lease lease;                     // the device's entry in the directory, while logged in
   protocol::TimeStamper push_times;     // TIMEs of the push frames written to this device
   std::unique_ptr<WriteQueue> out;      // null while nothing waits to be written
@@ -78,5 +82,20 @@ struct Connection {
   SteadyTime last_frame_at{};
   SteadyTime queued_at{};  // time of this connection's live DeadlineQueue entry
 };
+
+// The device for log lines: the session's, else the DEVICE its first frame named, else "-".
+inline std::string device_text(const Connection& c) {
+  auto id = c.session.device();
+  if (!id && c.claimed_device.value != kNoDevice) id = c.claimed_device;
+  return id ? protocol::to_string(*id) : std::string("-");
+}
+
+inline protocol::Time wall_now() { return protocol::to_time(std::chrono::system_clock::now()); }
+
+inline std::int64_t unix_seconds_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 }  // namespace iotsocket::worker

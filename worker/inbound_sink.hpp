@@ -1,4 +1,4 @@
-// InboundSink: how a worker turns accepted device frames into records in the backend's
+// InboundSink: the Inbound of a single node (inbound.hpp): how a worker turns accepted device frames into records in the backend's
 // inbound FIFO (docs/PROTOCOL.md "The backend side"), together with every other worker process,
 // without interleaving, without loss, and with back-pressure when the backend falls
 // behind. Design: worker/README-inbound.md.
@@ -24,6 +24,7 @@
 #include "common/fd.hpp"
 #include "protocol/device_id.hpp"
 #include "common/expected.hpp"
+#include "worker/inbound.hpp"
 #include "worker/spool.hpp"
 
 namespace iotsocket::worker {
@@ -36,7 +37,7 @@ struct InboundOptions {
   std::uint64_t segment_size = 64ULL << 20;  // spool segment files are about this big
 };
 
-class InboundSink {
+class InboundSink final : public Inbound {
  public:
   using Clock = std::chrono::steady_clock;
   // How often to look for a reader when there is none (open() gives ENXIO, EPIPE).
@@ -55,23 +56,23 @@ class InboundSink {
   // bound would be passed: nothing was queued, and the caller must stop reading from that
   // device until has_room(). (A record is always taken when nothing is queued, so the
   // bound may be passed by one record.)
-  bool append(protocol::DeviceId id, std::string_view payload) noexcept;
+  bool append(protocol::DeviceId id, std::string_view payload) noexcept override;
   // True when a payload of this many bytes would surely be taken by append().
-  bool has_room(std::size_t payload_bytes) const noexcept;
+  bool has_room(std::size_t payload_bytes) const noexcept override;
 
   // Moves queued records on: the spool into the FIFO first, then (once the spool is empty)
   // the memory batch straight into the FIFO, and whatever the FIFO does not take into the
   // spool (up to its limit). Never waits.
-  void flush() noexcept;
+  void flush() noexcept override;
 
   // >= 0: the FIFO is full; wait until it is writable, then flush().
-  int writable_fd() const noexcept;
+  int writable_fd() const noexcept override;
   // Call flush() again after this long (lock busy, no reader, more to drain); nullopt:
   // nothing to retry (idle, or waiting for writable_fd()).
-  std::optional<std::chrono::milliseconds> retry_in() const noexcept;
+  std::optional<std::chrono::milliseconds> retry_in() const noexcept override;
 
-  std::size_t pending_bytes() const noexcept { return batch_.size(); }  // in memory
-  std::uint64_t spooled_bytes() const noexcept { return spooled_; }     // on disk, as last seen
+  std::size_t pending_bytes() const noexcept override { return batch_.size(); }  // in memory
+  std::uint64_t spooled_bytes() const noexcept override { return spooled_; }     // on disk, as last seen
   // Nothing queued here and the spool was empty when last seen.
   bool idle() const noexcept { return batch_.empty() && spooled_ == 0; }
 
