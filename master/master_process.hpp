@@ -22,7 +22,7 @@
 #include "master/acceptor.hpp"
 #include "master/master.hpp"
 #include "master/metrics_server.hpp"
-#include "master/metrics_text.hpp"
+#include "master/metrics_families.hpp"
 #include "master/offline_queue.hpp"
 #include "master/push_delivery.hpp"
 #include "master/push_intake.hpp"

@@ -104,8 +104,10 @@ bool Master::open_push_path() {
 
 bool Master::open_metrics() {
   if (config_.metrics.listen.empty()) return true;
-  auto server = MetricsServer::open(*config::parse_host_port(config_.metrics.listen),
-                                    [this] { return metrics::render(metrics_snapshot()); });
+  auto render = [this, families = std::make_shared<metrics::Families>()] {
+    return families->render(metrics_snapshot());
+  };
+  auto server = MetricsServer::open(*config::parse_host_port(config_.metrics.listen), render);
   if (!server) {
     spdlog::critical("metrics.listen: {}", server.error());
     return false;

@@ -8,7 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -95,6 +98,46 @@ Samples parse_with_prometheus_client(const std::string& text) {
 }
 
 std::uint16_t metrics_port(const TestServer& server) { return server.port_in_log(kMetricsOn); }
+
+// The TCP ports a process listens on: the LISTEN sockets of /proc/PID/net/tcp and tcp6 whose
+// inode is one of the process's descriptors. Empty when the process is gone.
+std::set<std::uint16_t> listening_ports(pid_t pid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::set<std::string> inodes;
+  std::error_code error;
+  for (const auto& fd : std::filesystem::directory_iterator(proc + "/fd", error)) {
+    const std::string target = std::filesystem::read_symlink(fd.path(), error).string();
+    if (target.starts_with("socket:[")) inodes.insert(target.substr(8, target.size() - 9));
+  }
+  std::set<std::uint16_t> ports;
+  for (const char* table : {"/net/tcp", "/net/tcp6"}) {
+    std::ifstream in(proc + table);
+    std::string line;
+    std::getline(in, line);  // the column names
+    while (std::getline(in, line)) {
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+      std::istringstream fields(line);
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+          timeout >> inode;
+      if (state != "0A" || !inodes.contains(inode)) continue;  // 0A: LISTEN
+      ports.insert(static_cast<std::uint16_t>(
+          std::stoul(local.substr(local.find(':') + 1), nullptr, 16)));
+    }
+  }
+  return ports;
+}
+
+// What the master and its workers listen on, together.
+std::set<std::uint16_t> server_listening_ports(const TestServer& server, unsigned workers) {
+  std::set<std::uint16_t> ports = listening_ports(server.pid());
+  for (unsigned i = 0; i < workers; ++i) {
+    const pid_t worker = server.worker_pid(i);
+    EXPECT_GT(worker, 0) << "worker " << i << " not in the log";
+    ports.merge(listening_ports(worker));
+  }
+  return ports;
+}
 
 ServerOptions with_metrics(ServerOptions options = {}) {
   options.extra_yaml = "metrics: {listen: \"127.0.0.1:0\"}\n";
@@ -290,6 +333,23 @@ TEST_F(MetricsTest, ConnectionsByStateAndTheCertificateAfterAReload) {
   EXPECT_GT(scrape()["iotsocket_certificate_expiry_timestamp_seconds"], now_s + 29 * 86400);
 }
 
+TEST_F(MetricsTest, OnlyTheMasterListensOnTheEndpoint) {
+  // The workers are forked from the master: none keeps its endpoint, a replacement neither.
+  const std::set<std::uint16_t> both{server_.port(), port_};
+  EXPECT_EQ(listening_ports(server_.pid()), both);
+  const unsigned workers = ServerOptions{}.workers;
+  for (unsigned i = 0; i < workers; ++i) {
+    EXPECT_FALSE(listening_ports(server_.worker_pid(i)).contains(port_)) << "worker " << i;
+  }
+  const pid_t first = server_.worker_pid(0);
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  server_.wait_for_log_count(" ready", workers + 1);
+  ASSERT_NE(server_.worker_pid(0), first) << server_.log();
+  EXPECT_EQ(server_listening_ports(server_, workers), both);
+  EXPECT_FALSE(listening_ports(server_.worker_pid(0)).contains(port_));
+  EXPECT_EQ(http_get(port_, "/metrics").status, 200);
+}
+
 class MetricsCapTest : public MetricsTest {
  protected:
   MetricsCapTest() : MetricsTest([] {
@@ -312,6 +372,9 @@ TEST(MetricsOff, IsOffByDefault) {
   TestServer server;
   server.start();
   EXPECT_EQ(server.log().find("metrics on"), std::string::npos) << server.log();
+  // Nothing listens but the devices' port: not the master, not a worker.
+  EXPECT_EQ(server_listening_ports(server, ServerOptions{}.workers),
+            std::set<std::uint16_t>{server.port()});
 }
 
 TEST(MetricsOff, AnAddressInUseStopsTheStartWithTheKeysName) {

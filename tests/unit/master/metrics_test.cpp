@@ -1,5 +1,5 @@
-// The metrics endpoint's pure parts: the text format (checked line by line against the
-// exposition format's rules) and the request classification of its little HTTP.
+// The metrics endpoint's pure parts: the families and their text (checked line by line against
+// the exposition format's rules) and the request classification of its little HTTP.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -9,7 +9,7 @@
 #include <string>
 
 #include "master/metrics_http.hpp"
-#include "master/metrics_text.hpp"
+#include "master/metrics_families.hpp"
 
 namespace iotsocket::master::metrics {
 namespace {
@@ -73,7 +73,7 @@ Snapshot example() {
 }
 
 TEST(MetricsText, EveryLineIsExpositionFormatAndCountersEndInTotal) {
-  const Parsed p = parse(render(example()));
+  const Parsed p = parse(Families().render(example()));
   ASSERT_GE(p.types.size(), 20u);
   for (const auto& [name, type] : p.types) {
     EXPECT_EQ(name.ends_with("_total"), type == "counter") << name << " " << type;
@@ -81,7 +81,7 @@ TEST(MetricsText, EveryLineIsExpositionFormatAndCountersEndInTotal) {
 }
 
 TEST(MetricsText, CarriesTheSnapshotsValues) {
-  const Parsed p = parse(render(example()));
+  const Parsed p = parse(Families().render(example()));
   const std::map<std::string, std::string> expected = {
       {"iotsocket_connections{state=\"handshake\"}", "1"},
       {"iotsocket_connections{state=\"awaiting_login\"}", "2"},
@@ -112,7 +112,7 @@ TEST(MetricsText, CarriesTheSnapshotsValues) {
 }
 
 TEST(MetricsText, EveryReasonCodeIsARejectionOrACloseOnce) {
-  const Parsed p = parse(render(Snapshot{}));
+  const Parsed p = parse(Families().render(Snapshot{}));
   std::set<std::string> seen;
   for (const auto& reason : shm::kCloseReasons) {
     const std::string label = "{reason=\"" + std::string(reason.name) + "\"}";
@@ -125,7 +125,7 @@ TEST(MetricsText, EveryReasonCodeIsARejectionOrACloseOnce) {
 }
 
 TEST(MetricsText, NoCertificateNoExpiryFamily) {
-  const std::string text = render(Snapshot{});
+  const std::string text = Families().render(Snapshot{});
   EXPECT_EQ(text.find("certificate_expiry"), std::string::npos);
 }
 
@@ -134,9 +134,26 @@ TEST(MetricsText, ReasonIndexFallsBackToOther) {
   EXPECT_EQ(shm::kCloseReasons[shm::close_reason_index("flood")].name, "flood");
 }
 
-TEST(MetricsText, LabelValuesAreEscaped) {
-  EXPECT_EQ(escape_label_value("plain"), "plain");
-  EXPECT_EQ(escape_label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+// The families outlive a scrape: each render sets them from its snapshot.
+TEST(MetricsText, EachRenderShowsItsSnapshotAndCountersNeverGoBack) {
+  Families families;
+  Snapshot s = example();
+  families.render(s);
+  s.workers.frames_in = 501;
+  s.workers.live = 0;
+  s.master.certificate_not_after = 1'900'086'400;
+  Parsed p = parse(families.render(s));
+  EXPECT_EQ(p.samples.at("iotsocket_frames_in_total"), "501");
+  EXPECT_EQ(p.samples.at("iotsocket_connections{state=\"live\"}"), "0");
+  EXPECT_EQ(p.samples.at("iotsocket_certificate_expiry_timestamp_seconds"), "1900086400");
+  // Totals below what a counter showed leave it (a counter is never reset while the
+  // master runs); the certificate's gauge goes with the certificate.
+  s.workers.frames_in = 7;
+  s.master.certificate_not_after.reset();
+  p = parse(families.render(s));
+  EXPECT_EQ(p.samples.at("iotsocket_frames_in_total"), "501");
+  EXPECT_FALSE(p.types.contains("iotsocket_certificate_expiry_timestamp_seconds"));
+  EXPECT_FALSE(p.samples.contains("iotsocket_certificate_expiry_timestamp_seconds"));
 }
 
 TEST(MetricsHttp, ClassifiesRequests) {

@@ -1,13 +1,14 @@
-// The metrics endpoint's numbers (a Snapshot, gathered by metrics_snapshot.cpp) and their
-// rendering as the Prometheus text exposition format 0.0.4. Rendering is pure: a snapshot
-// in, text out; nothing here reads a socket, a clock or shared memory.
+// The metrics endpoint's numbers (a Snapshot, gathered by the master: metrics_snapshot.cpp
+// and shm::sum_workers) and their metric families, kept with prometheus-cpp (Debian's
+// prometheus-cpp-dev, its core library only): a Registry holds every family and series;
+// each scrape sets them from a snapshot and the library's TextSerializer writes the text
+// format 0.0.4. Nothing here reads a socket, a clock or shared memory.
 #pragma once
 
-#include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 
 #include "shm/worker_totals.hpp"
 
@@ -37,11 +38,25 @@ struct Snapshot {
   MasterTotals master;
 };
 
-// The text format 0.0.4: `# HELP`, `# TYPE`, then the samples of each family, names
-// prefixed iotsocket_, counters suffixed _total.
-std::string render(const Snapshot& snapshot);
+// Every family the endpoint serves: names prefixed iotsocket_, counters suffixed _total,
+// every label value present from the start (a series exists before its first event). A
+// counter only ever moves up: a snapshot below what it already showed leaves it where it
+// is. The certificate's gauge is served only while there is a certificate. Move-only;
+// not for use from two threads at once (the master's loop is its only user).
+class Families {
+ public:
+  Families();
+  Families(Families&&) noexcept;
+  Families& operator=(Families&&) noexcept;
+  ~Families();
 
-// A label value as the format quotes it: backslash, double quote and newline escaped.
-std::string escape_label_value(std::string_view value);
+  // Sets every series from the snapshot, then writes the text format 0.0.4: `# HELP`,
+  // `# TYPE`, then the samples of each family.
+  std::string render(const Snapshot& snapshot);
+
+ private:
+  struct Series;
+  std::unique_ptr<Series> series_;
+};
 
 }  // namespace iotsocket::master::metrics
