@@ -47,10 +47,12 @@ Io End::flush() noexcept {
   return Io::ok;
 }
 
-void End::drop_waiting() noexcept {
-  waiting_.clear();
-  waiting_bytes_ = 0;
-  watch_writable(false);
+Cmd End::drop_front() noexcept {
+  const Cmd cmd = waiting_.front().message.cmd;
+  waiting_bytes_ -= cost(waiting_.front());
+  waiting_.pop_front();
+  if (waiting_.empty()) watch_writable(false);
+  return cmd;
 }
 
 void End::reset() noexcept {

@@ -56,8 +56,9 @@ class End {
   // is most of it).
   std::size_t waiting_bytes() const noexcept { return waiting_bytes_; }
 
-  // Drops what waits and keeps the socket (the peer is going; its EOF comes next).
-  void drop_waiting() noexcept;
+  // Drops the first message waiting (flush() failed on it; there is one) and says which
+  // command it was, for the log.
+  Cmd drop_front() noexcept;
   // Closes the socket and drops what waits (epoll untouched: see channel_end.cpp).
   void reset() noexcept;
 

@@ -148,8 +148,8 @@ void Acceptor::stop() {
 
 // ---- connections that end -------------------------------------------------------------
 
-void Acceptor::connection_closed(const IpKey& ip) {
-  if (connections_ > 0) --connections_;
+void Acceptor::connection_closed(const IpKey& ip, bool counted) {
+  if (counted && connections_ > 0) --connections_;
   const auto it = per_ip_.find(ip);
   if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
 }

@@ -50,8 +50,9 @@ class Acceptor {
   // the loop by itself).
   std::optional<Clock::time_point> next_wakeup(Clock::time_point now) const;
 
-  // A worker closed a connection from `ip` (the pool has its own count).
-  void connection_closed(const IpKey& ip);
+  // A worker closed a connection from `ip` (the pool has its own count); `counted` as the
+  // pool says (WorkerEvents::connection_closed).
+  void connection_closed(const IpKey& ip, bool counted);
   // A worker died: its connections are gone.
   void worker_gone(const WorkerProcess& w);
 

@@ -199,12 +199,8 @@ void Master::ready(std::uint32_t) {
 void Master::gone(std::uint32_t worker, const WorkerProcess& process, int) {
   acceptor_->worker_gone(process);
   reload_->worker_gone(worker);
-  // Its devices are free to log in elsewhere at once. Their replay marks in the table are
-  // current: a worker raises the mark before the frame goes anywhere, so a frame it died
-  // before marking reached no backend either.
-  const std::size_t freed = table_->release_worker(worker, protocol::Time{});
+  const std::size_t freed = delivery_->worker_gone(worker);
   if (freed > 0) spdlog::info("worker {}: {} devices released from the device table", worker, freed);
-  delivery_->worker_gone(worker);
   table_->counters(worker).clear_gauges();  // before the respawn
 }
 

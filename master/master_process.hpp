@@ -79,7 +79,9 @@ class Master final : public WorkerEvents {
 
   // what the workers say (WorkerPool passes it on)
   void ready(std::uint32_t worker) override;
-  void connection_closed(std::uint32_t, const IpKey& ip) override { acceptor_->connection_closed(ip); }
+  void connection_closed(std::uint32_t, const IpKey& ip, bool counted) override {
+    acceptor_->connection_closed(ip, counted);
+  }
   void device_online(std::uint32_t worker, const channel::Message& m) override {
     delivery_->device_online(worker, m);
   }

@@ -1,6 +1,6 @@
 // The Prometheus endpoint (metrics.listen): a tiny non-blocking HTTP/1.x responder that
-// lives in the master's loop. GET /metrics answers the text of `render()`; any other path
-// 404. It can never stall the master: every socket is non-blocking, a scrape is closed
+// lives in the master's loop. GET /metrics answers the text its `Render` gives
+// (metrics::Families::render); any other path 404. It can never stall the master: every socket is non-blocking, a scrape is closed
 // after kScrapeTimeout or once its head passes kMaxRequestHead, and at most
 // kMaxScrapes are served at once (more are closed at accept).
 //

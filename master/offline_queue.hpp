@@ -24,10 +24,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/registry.hpp"  // Status
+#include "common/expected.hpp"  // Status
 #include "common/sqlite.hpp"
 #include "protocol/device_id.hpp"
-#include "common/expected.hpp"
 
 namespace iotsocket::master {
 

@@ -174,7 +174,10 @@ void PushDelivery::fence_passed(std::uint32_t worker, const channel::Message& m)
   pass_fence(device);
 }
 
-void PushDelivery::worker_gone(std::uint32_t worker) {
+std::size_t PushDelivery::worker_gone(std::uint32_t worker) {
+  // The replay marks need no floor: a worker raises a device's mark before the frame goes
+  // anywhere, so a frame it died before marking reached no backend either.
+  const std::size_t freed = directory_.release_worker(worker, protocol::Time{});
   InFlightPushes& in_flight = in_flight_.at(worker);
   if (in_flight.unsettled() > 0) {
     spdlog::info("worker {}: {} pushes the worker had not written go back to their devices' "
@@ -195,6 +198,7 @@ void PushDelivery::worker_gone(std::uint32_t worker) {
   }
   for (protocol::DeviceId device : passed) pass_fence(device);
   std::erase_if(sent_to_, [worker](const auto& entry) { return entry.second.worker == worker; });
+  return freed;
 }
 
 // Everything that was on its way to the old connection is back in the queue: send the

@@ -59,10 +59,12 @@ class PushDelivery {
   void settled(std::uint32_t worker, std::span<const std::uint64_t> seqs);
   // The old worker echoes a fence: every push sent to it before is back.
   void fence_passed(std::uint32_t worker, const channel::Message& m);
-  // Worker `worker` died: every push it had not settled goes back to its device's queue,
-  // in its place; batches it was handing back are put back as far as they came, and
-  // fences it will never echo are passed.
-  void worker_gone(std::uint32_t worker);
+  // Worker `worker` died (the one call the master makes): its devices are freed in the
+  // directory first, so that they may log in elsewhere at once and a fence it will never
+  // echo is passed to the new holder; then every push it had not settled goes back to its
+  // device's queue, in its place, and batches it was handing back are put back as far as
+  // they came. Returns how many devices were freed.
+  std::size_t worker_gone(std::uint32_t worker);
   // Drops queued pushes older than push.offline_max_age (logged); about once a minute.
   void expire(std::chrono::system_clock::time_point now);
   // Drops the queued pushes of devices that are no longer in the registry (iotsocketctl

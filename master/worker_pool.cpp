@@ -109,8 +109,8 @@ void WorkerPool::pass_on(std::uint32_t worker, channel::Received& r, WorkerEvent
       break;
     case channel::Cmd::connection_closed: {
       const IpKey ip = ip_key_of(r.message.peer);
-      forget_connection(w, ip);
-      to.connection_closed(worker, ip);
+      const bool counted = forget_connection(w, ip);
+      to.connection_closed(worker, ip, counted);
       break;
     }
     case channel::Cmd::device_online:
@@ -136,7 +136,7 @@ void WorkerPool::pass_on(std::uint32_t worker, channel::Received& r, WorkerEvent
       // `finish` goes behind everything already on its way: the worker reads (and hands
       // back) every push sent before it, then exits.
       w.state = WorkerState::finishing;
-      w.channel.send(channel::Message{.cmd = channel::Cmd::finish, .generation = w.generation});
+      send_in_order(w, channel::Message{.cmd = channel::Cmd::finish});
       spdlog::info("worker {} drained", worker);
       break;
     default:
@@ -144,10 +144,12 @@ void WorkerPool::pass_on(std::uint32_t worker, channel::Received& r, WorkerEvent
   }
 }
 
-void WorkerPool::forget_connection(WorkerProcess& w, const IpKey& ip) {
-  if (w.connections > 0) --w.connections;
+bool WorkerPool::forget_connection(WorkerProcess& w, const IpKey& ip) {
   const auto it = w.per_ip.find(ip);
   if (it != w.per_ip.end() && --it->second == 0) w.per_ip.erase(it);
+  if (w.connections == 0) return false;
+  --w.connections;
+  return true;
 }
 
 // ---- exits ----------------------------------------------------------------------------
@@ -201,16 +203,19 @@ bool WorkerPool::accepts(std::uint32_t worker) const {
 
 bool WorkerPool::send(std::uint32_t worker, const channel::Message& m, std::string_view payload) {
   if (!accepts(worker)) return false;
-  WorkerProcess& w = workers_[worker];
+  send_in_order(workers_[worker], m, payload);
+  return true;
+}
+
+void WorkerPool::send_in_order(WorkerProcess& w, const channel::Message& m, std::string_view payload) {
   events_.flush();  // our events (push_queued) before the worker's answer (push_delivered)
   channel::Message message = m;
   message.generation = w.generation;
   const Io io = w.channel.send(message, payload);
   if (io != Io::ok) {
     // The worker is going; SIGCHLD follows, and its pushes are requeued from the copies.
-    spdlog::warn("sendmsg() to worker {} failed: {}", worker, std::strerror(errno));
+    spdlog::warn("sendmsg() to worker {} failed: {}", &w - workers_.data(), std::strerror(errno));
   }
-  return true;
 }
 
 std::vector<std::uint32_t> WorkerPool::send_all(channel::Cmd cmd, std::string_view payload) {

@@ -47,8 +47,10 @@ class WorkerEvents {
  public:
   virtual ~WorkerEvents() = default;
   virtual void ready(std::uint32_t worker) = 0;
-  // The pool has taken the connection off the worker's load already.
-  virtual void connection_closed(std::uint32_t worker, const IpKey& ip) = 0;
+  // The pool has taken the connection off the worker's load already; `counted` is false
+  // when the worker's count was already zero (a close it was never handed), which then
+  // takes nothing off the global count either.
+  virtual void connection_closed(std::uint32_t worker, const IpKey& ip, bool counted) = 0;
   virtual void device_online(std::uint32_t worker, const channel::Message& m) = 0;
   virtual void push_returned(std::uint32_t worker, const channel::Message& m, std::string payload) = 0;
   virtual void pushes_settled(std::uint32_t worker, std::span<const std::uint64_t> seqs) = 0;
@@ -117,7 +119,11 @@ class WorkerPool final : public WorkerLink {
  private:
   void read_channel(std::uint32_t worker, bool gone, WorkerEvents& to);
   void pass_on(std::uint32_t worker, channel::Received& r, WorkerEvents& to);
-  void forget_connection(WorkerProcess& w, const IpKey& ip);
+  // Every message to a worker goes here: the master's events first, the generation set, a
+  // failed send logged (the worker is going; its pushes are requeued from the copies).
+  void send_in_order(WorkerProcess& w, const channel::Message& m, std::string_view payload = {});
+  // Takes a closed connection off the worker's load; false when its count was zero.
+  bool forget_connection(WorkerProcess& w, const IpKey& ip);
   void log_exit(std::uint32_t worker, const WorkerProcess& w, int status) const;
 
   std::vector<WorkerProcess> workers_;

@@ -23,10 +23,16 @@ void MasterLink::send(channel::Message m, std::string_view payload) noexcept {
 }
 
 void MasterLink::flush() noexcept {
-  const Io io = end_.flush();
-  if (io == Io::ok || io == Io::want_write) return;
-  spdlog::warn("cannot tell the master ({} messages waiting): {}", end_.waiting(), std::strerror(errno));
-  end_.drop_waiting();
+  for (;;) {
+    const Io io = end_.flush();
+    if (io == Io::ok || io == Io::want_write) return;
+    // One message that cannot go is lost, not the ones behind it (a transient error such as
+    // ENOBUFS must not take a connection_closed or pushes_settled with it). When the master
+    // is gone every one fails in turn, and its EOF ends the loop.
+    const int error = errno;
+    const channel::Cmd lost = end_.drop_front();
+    spdlog::warn("cannot tell the master (cmd {}): {}", static_cast<int>(lost), std::strerror(error));
+  }
 }
 
 void MasterLink::flush_before_exit() noexcept {

@@ -161,7 +161,7 @@ TEST(Channel, ANewConnectionWithoutItsSocketIsAnError) {
   EXPECT_EQ(receive(p.worker.get()).io, Io::error);
 }
 
-TEST(Channel, AFullChannelIsWouldBlockAndWhatWasSentStillArrivesWhole) {
+TEST(Channel, AFullChannelIsWantWriteAndWhatWasSentStillArrivesWhole) {
   Pair p = make();
   const std::string payload(30'000, 'p');
   std::size_t sent = 0;

@@ -69,7 +69,7 @@ class PushDeliveryTest : public ::testing::Test {
     ASSERT_EQ(sent_.size(), payloads.size());
   }
 
-  // The worker hands push `i` of those sent back (as return_unsent does).
+  // The worker hands push `i` of those sent back (as PushWriter::hand_back does).
   void hand_back(std::size_t i, bool more) {
     channel::Message m = sent_[i].second;
     m.cmd = channel::Cmd::push_returned;
@@ -130,6 +130,16 @@ TEST_F(PushDeliveryTest, PushesRequeuedFromADeadWorkerGoBeforeNewerOnes) {
   router_->route(kDevice, "three");  // offline now: queued
   router_->worker_gone(kConnection.worker);
   EXPECT_EQ(queued(), (std::vector<std::string>{"one", "two", "three"}));
+}
+
+// The master's one call when a worker dies: the device it held is free at once, and what
+// the worker had not written waits in the queue for the device's next login.
+TEST_F(PushDeliveryTest, AWorkersDeathFreesItsDevicesAndRequeuesWhatItHadNotWritten) {
+  ASSERT_NO_FATAL_FAILURE(send_while_connected({"one", "two"}));
+  EXPECT_EQ(router_->worker_gone(kConnection.worker), 1u);
+  EXPECT_FALSE(table_->holder(kDevice));
+  EXPECT_EQ(queued(), (std::vector<std::string>{"one", "two"}));
+  EXPECT_EQ(router_->worker_gone(kConnection.worker), 0u) << "nothing left to free";
 }
 
 // What the worker settled (written whole) is forgotten; only the rest comes back when it

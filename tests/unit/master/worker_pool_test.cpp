@@ -31,7 +31,7 @@ constexpr int kKilled = SIGKILL;  // a wait status: killed by SIGKILL
 class RecordingEvents : public WorkerEvents {
  public:
   void ready(std::uint32_t w) override { said("ready", w); }
-  void connection_closed(std::uint32_t w, const IpKey&) override { said("closed", w); }
+  void connection_closed(std::uint32_t w, const IpKey&, bool) override { said("closed", w); }
   void device_online(std::uint32_t w, const channel::Message&) override { said("online", w); }
   void push_returned(std::uint32_t w, const channel::Message&, std::string payload) override {
     said("returned " + payload, w);
@@ -194,21 +194,17 @@ constexpr protocol::DeviceId kDevice{1234567890};
 // The master's wiring of the two, as master.cpp does it.
 class DeliveryEvents : public RecordingEvents {
  public:
-  DeliveryEvents(PushDelivery& delivery, shm::DeviceTable& table) : delivery_(delivery), table_(table) {}
+  explicit DeliveryEvents(PushDelivery& delivery) : delivery_(delivery) {}
   void push_returned(std::uint32_t w, const channel::Message& m, std::string payload) override {
     delivery_.returned(w, m, std::move(payload));
   }
   void pushes_settled(std::uint32_t w, std::span<const std::uint64_t> seqs) override {
     delivery_.settled(w, seqs);
   }
-  void gone(std::uint32_t w, const WorkerProcess&, int) override {
-    table_.release_worker(w, protocol::Time{});
-    delivery_.worker_gone(w);
-  }
+  void gone(std::uint32_t w, const WorkerProcess&, int) override { delivery_.worker_gone(w); }
 
  private:
   PushDelivery& delivery_;
-  shm::DeviceTable& table_;
 };
 
 class PoolWithDeliveryTest : public WorkerPoolTest {
@@ -216,7 +212,7 @@ class PoolWithDeliveryTest : public WorkerPoolTest {
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(state_.open("pool", kDevice));
     delivery_.emplace(config_, *table_, *state_.offline, *state_.registry, events_, pool_.size(), pool_);
-    wiring_.emplace(*delivery_, *table_);
+    wiring_.emplace(*delivery_);
   }
   void TearDown() override {
     wiring_.reset();

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -189,6 +190,34 @@ struct Master {
     return out;
   }
 };
+
+// --- MasterLink ---
+
+TEST(MasterLinkTest, AMessageThatCannotGoIsDroppedAloneAndTheOnesBehindItStillGo) {
+  Master master;
+  const std::string payload(30'000, 'p');
+  std::uint64_t pushes = 0;
+  while (master.link->waiting() == 0 && pushes < 10'000) {
+    master.link->send(channel::Message{.cmd = channel::Cmd::push, .seq = ++pushes}, payload);
+  }
+  ASSERT_GT(master.link->waiting(), 0U);
+  // A payload on a command that carries none: sendmsg is never tried, the send is an error.
+  master.link->send(channel::Message{.cmd = channel::Cmd::ready}, "no payload here");
+  master.link->say(channel::Cmd::connection_closed);
+  master.link->say(channel::Cmd::drained);
+
+  std::vector<channel::Cmd> got;
+  for (int rounds = 0; rounds < 1000 && (master.link->waiting() > 0 || got.size() < pushes + 2); ++rounds) {
+    for (auto& r : master.receive_all()) got.push_back(r.message.cmd);
+    master.link->flush();
+  }
+  for (auto& r : master.receive_all()) got.push_back(r.message.cmd);
+  ASSERT_EQ(got.size(), pushes + 2);
+  EXPECT_EQ(std::count(got.begin(), got.end(), channel::Cmd::push), static_cast<std::ptrdiff_t>(pushes));
+  EXPECT_EQ(got[got.size() - 2], channel::Cmd::connection_closed);
+  EXPECT_EQ(got.back(), channel::Cmd::drained);
+  EXPECT_EQ(master.link->waiting(), 0U);
+}
 
 // --- SettleReports ---
 
