@@ -127,21 +127,6 @@ ClaimResult DeviceTable::with_lease(ClaimResult result, detail::Entry& e, const 
   return result;
 }
 
-bool DeviceTable::release(DeviceId id, const Holder& me) noexcept {
-  if (!valid(me, *layout_)) return false;
-  Entry* e = lookup(*layout_, id);
-  if (e == nullptr) return false;
-  std::uint64_t expected = pack(me);
-  return e->holder.compare_exchange_strong(expected, 0, std::memory_order_acq_rel,
-                                           std::memory_order_relaxed);
-}
-
-bool DeviceTable::holds(DeviceId id, const Holder& me) const noexcept {
-  if (!valid(me, *layout_)) return false;
-  const Entry* e = lookup(*layout_, id);
-  return e != nullptr && e->holder.load(std::memory_order_acquire) == pack(me);
-}
-
 std::optional<Holder> DeviceTable::holder(DeviceId id) const noexcept {
   const Entry* e = lookup(*layout_, id);
   if (e == nullptr) return std::nullopt;
@@ -150,19 +135,7 @@ std::optional<Holder> DeviceTable::holder(DeviceId id) const noexcept {
   return unpack(word);
 }
 
-void DeviceTable::raise_replay_mark(DeviceId id, protocol::Time t) noexcept {
-  if (Entry* e = find_or_insert(*layout_, id)) raise(e->replay_mark, ticks(t));
-}
-
-void DeviceTable::raise_push_mark(DeviceId id, protocol::Time t) noexcept {
-  if (Entry* e = find_or_insert(*layout_, id)) raise(e->push_mark, ticks(t));
-}
-
 // --- devices show ---
-
-void DeviceTable::set_skew(DeviceId id, const ClockSkew& skew) noexcept {
-  if (Entry* e = lookup(*layout_, id)) e->skew.store(pack_skew(skew), std::memory_order_relaxed);
-}
 
 void DeviceTable::note_refusal(DeviceId id, std::string_view reason,
                                std::int64_t unix_seconds) noexcept {

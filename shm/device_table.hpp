@@ -83,18 +83,8 @@ class DeviceTable final : public DeviceDirectory {
   std::optional<Holder> holder(DeviceId id) const noexcept override;
   std::size_t release_worker(std::uint32_t worker, protocol::Time floor) noexcept override;
 
-  // --- by device ID, for iotsocketctl and tests (a connection uses its Lease) ---
-  // Ends the hold of `me`; false (and nothing changed) when `me` no longer holds it.
-  bool release(DeviceId id, const Holder& me) noexcept;
-  // Whether `me` still holds the device (a replaced connection learns here that it was).
-  bool holds(DeviceId id, const Holder& me) const noexcept;
-  // Marks only ever rise (atomic max). The replay mark is the highest TIME accepted from
-  // the device; the push mark the last TIME written to it.
-  void raise_replay_mark(DeviceId id, protocol::Time t) noexcept;
-  void raise_push_mark(DeviceId id, protocol::Time t) noexcept;
-  // What `iotsocketctl devices show` reads (relaxed stores, no lock, no disk): the
-  // holder's skew, per accepted frame (a claim clears it), and the refused logins.
-  void set_skew(DeviceId id, const ClockSkew& skew) noexcept;
+  // --- iotsocketctl (a connection's own entry goes through its Lease) ---
+  // What `iotsocketctl devices show` reads besides the snapshot: the refused logins.
   Refusals refusals(DeviceId id) const noexcept;
   // Asks whoever holds the device to close it (iotsocketctl devices disable/remove).
   void request_close(DeviceId id) noexcept;

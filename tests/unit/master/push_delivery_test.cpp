@@ -53,14 +53,14 @@ class PushDeliveryTest : public ::testing::Test {
 
   // The device logs in on kConnection, as a worker's claim and device_online do.
   void log_in() {
-    ASSERT_EQ(table_->claim(kDevice, kConnection, PeerAddress{}, 0).status,
-              shm::ClaimStatus::claimed);
+    lease_ = table_->claim(kDevice, kConnection, PeerAddress{}, 0).lease;
+    ASSERT_TRUE(lease_);
     router_->device_online(kConnection.worker,
                            channel::Message{.cmd = channel::Cmd::device_online,
                                             .device = kDevice.value, .slot = kConnection.slot,
                                             .conn_generation = kConnection.conn_generation});
   }
-  void log_out() { ASSERT_TRUE(table_->release(kDevice, kConnection)); }
+  void log_out() { ASSERT_TRUE(lease_.release()); }
 
   // Logs in and routes `payloads`: each goes to the connection.
   void send_while_connected(std::initializer_list<const char*> payloads) {
@@ -89,6 +89,7 @@ class PushDeliveryTest : public ::testing::Test {
   std::vector<Sent>& sent_ = link_.sent;
   std::vector<std::string>& payloads_ = link_.payloads;
   std::optional<PushDelivery> router_;
+  shm::Lease lease_;  // kConnection's, while logged in
 };
 
 TEST_F(PushDeliveryTest, APushForAConnectedDeviceGoesToItsConnection) {

@@ -256,10 +256,11 @@ TEST_F(PoolWithDeliveryTest, WhatAKilledWorkerHadNotSettledIsBackInTheDevicesQue
 TEST_F(PoolWithDeliveryTest, ABatchCutShortByTheWorkersDeathIsWholeInTheQueue) {
   start_ready(0);
   const shm::Holder holder{.worker = 0, .slot = 3, .conn_generation = 1};
-  ASSERT_EQ(table_->claim(kDevice, holder, PeerAddress{}, 0).status, shm::ClaimStatus::claimed);
+  shm::Lease lease = table_->claim(kDevice, holder, PeerAddress{}, 0).lease;
+  ASSERT_TRUE(lease);
   for (const char* p : {"one", "two", "three"}) delivery_->route(kDevice, p);
   channel::Received first = channel::receive(ends_[0].get());
-  ASSERT_TRUE(table_->release(kDevice, holder));  // the connection closes
+  ASSERT_TRUE(lease.release());  // the connection closes
   channel::Message back = first.message;
   back.cmd = channel::Cmd::push_returned;
   back.more = true;

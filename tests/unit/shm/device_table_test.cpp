@@ -232,35 +232,34 @@ TEST_F(DeviceTableTest, ClaimReleaseHoldsHolder) {
   const Holder a{.worker = 0, .slot = 7, .conn_generation = 1};
   const Holder b{.worker = 3, .slot = 2, .conn_generation = 9};
   EXPECT_FALSE(t.holder(kDevice));
-  EXPECT_FALSE(t.holds(kDevice, a));
 
-  const ClaimResult first = t.claim(kDevice, a, kPeer, 1700000000);
+  ClaimResult first = t.claim(kDevice, a, kPeer, 1700000000);
   ASSERT_EQ(first.status, ClaimStatus::claimed);
   EXPECT_EQ(first.replay_mark, Time{});
   EXPECT_EQ(first.push_mark, Time{});
-  EXPECT_TRUE(t.holds(kDevice, a));
-  EXPECT_FALSE(t.holds(kDevice, b));
+  EXPECT_TRUE(first.lease.holds());
   EXPECT_EQ(t.holder(kDevice), a);
 
-  const ClaimResult second = t.claim(kDevice, b, kPeer, 1700000001);
+  ClaimResult second = t.claim(kDevice, b, kPeer, 1700000001);
   EXPECT_EQ(second.status, ClaimStatus::held);
   EXPECT_EQ(second.previous, a);
   EXPECT_EQ(t.holder(kDevice), a);
   // The same holder again is held too (by itself): a claim is not re-entrant.
-  EXPECT_EQ(t.claim(kDevice, a, kPeer, 1).status, ClaimStatus::held);
+  ClaimResult again = t.claim(kDevice, a, kPeer, 1);
+  EXPECT_EQ(again.status, ClaimStatus::held);
 
-  // Releases by anyone but the holder change nothing, the same slot of an older
-  // connection included.
-  EXPECT_FALSE(t.release(kDevice, b));
-  EXPECT_FALSE(t.release(kDevice, Holder{.worker = 0, .slot = 7, .conn_generation = 2}));
-  EXPECT_FALSE(t.release(kDevice, Holder{.worker = 1, .slot = 7, .conn_generation = 1}));
-  EXPECT_FALSE(t.release(DeviceId{42}, a));  // not in the table
+  // Only the holder's lease releases: a refused claim, the same slot of a newer connection
+  // included, gets none to release with.
+  ClaimResult newer = t.claim(kDevice, Holder{.worker = 0, .slot = 7, .conn_generation = 2}, kPeer, 1);
+  EXPECT_EQ(newer.status, ClaimStatus::held);
+  for (ClaimResult* refused : {&second, &again, &newer}) EXPECT_FALSE(refused->lease.release());
   EXPECT_EQ(t.holder(kDevice), a);
 
-  EXPECT_TRUE(t.release(kDevice, a));
+  Lease lease = first.lease;
+  EXPECT_TRUE(lease.release());
   EXPECT_FALSE(t.holder(kDevice));
-  EXPECT_FALSE(t.holds(kDevice, a));
-  EXPECT_FALSE(t.release(kDevice, a));
+  EXPECT_FALSE(first.lease.holds());  // a copy sees the release: the hold is in the table
+  EXPECT_FALSE(first.lease.release());
 
   EXPECT_EQ(t.claim(kDevice, b, kPeer, 1700000002).status, ClaimStatus::claimed);
   EXPECT_EQ(t.holder(kDevice), b);
@@ -373,16 +372,20 @@ TEST_F(DeviceTableTest, HolderFieldsKeepTheirFullRange) {
   std::uint64_t id = 100;
   for (const Holder& h : edges) {
     SCOPED_TRACE(::testing::Message() << h.worker << "/" << h.slot << "/" << h.conn_generation);
-    ASSERT_EQ(t.claim(DeviceId{id}, h, kPeer, 1).status, ClaimStatus::claimed);
+    const ClaimResult r = t.claim(DeviceId{id}, h, kPeer, 1);
+    ASSERT_EQ(r.status, ClaimStatus::claimed);
     EXPECT_EQ(t.holder(DeviceId{id}), h);
-    EXPECT_TRUE(t.holds(DeviceId{id}, h));
+    EXPECT_EQ(r.lease.holder(), h);
+    EXPECT_TRUE(r.lease.holds());
     ++id;
   }
   // Only the low 28 bits of the generation are kept.
   const Holder wide{.worker = 5, .slot = 6, .conn_generation = (1U << 28) + 5};
-  ASSERT_EQ(t.claim(DeviceId{id}, wide, kPeer, 1).status, ClaimStatus::claimed);
+  const ClaimResult r = t.claim(DeviceId{id}, wide, kPeer, 1);
+  ASSERT_EQ(r.status, ClaimStatus::claimed);
   EXPECT_EQ(t.holder(DeviceId{id}), (Holder{.worker = 5, .slot = 6, .conn_generation = 5}));
-  EXPECT_TRUE(t.holds(DeviceId{id}, Holder{.worker = 5, .slot = 6, .conn_generation = 5}));
+  EXPECT_EQ(r.lease.holder(), (Holder{.worker = 5, .slot = 6, .conn_generation = 5}));
+  EXPECT_TRUE(r.lease.holds());
   EXPECT_EQ(t.release_worker(4094, Time{}), 1U);
   EXPECT_EQ(t.release_worker(4095, Time{}), 0U);  // no such worker
   EXPECT_FALSE(t.holder(DeviceId{101}));
@@ -394,9 +397,10 @@ TEST_F(DeviceTableTest, ClaimByAWorkerOutsideTheTableAborts) {
   EXPECT_DEATH(table().claim(kDevice, Holder{.worker = 2}, kPeer, 1), "");
   EXPECT_DEATH(table().claim(kDevice, Holder{.worker = 0, .slot = 1U << 24}, kPeer, 1), "");
   EXPECT_DEATH(table().counters(2), "");
-  // Asking is no error: nothing holds as such a holder.
-  EXPECT_FALSE(table().holds(kDevice, Holder{.worker = 2}));
-  EXPECT_FALSE(table().release(kDevice, Holder{.worker = 2}));
+  // Named as the previous holder it is no error: nothing holds as such a holder.
+  EXPECT_EQ(table().take_over(kDevice, Holder{.worker = 2}, Holder{.worker = 1}, kPeer, 1).status,
+            ClaimStatus::claimed);
+  EXPECT_EQ(table().holder(kDevice), Holder{.worker = 1});
 }
 
 TEST_F(DeviceTableTest, MarksOnlyRiseAndSurviveReleaseAndClaim) {
@@ -404,20 +408,21 @@ TEST_F(DeviceTableTest, MarksOnlyRiseAndSurviveReleaseAndClaim) {
   auto& t = table();
   const Holder a{.worker = 0, .slot = 1, .conn_generation = 1};
   const Holder b{.worker = 1, .slot = 1, .conn_generation = 1};
-  ASSERT_EQ(t.claim(kDevice, a, kPeer, 1).status, ClaimStatus::claimed);
-  t.raise_replay_mark(kDevice, at(500));
-  t.raise_replay_mark(kDevice, at(300));
-  t.raise_push_mark(kDevice, at(700));
-  t.raise_push_mark(kDevice, at(10));
-  ASSERT_TRUE(t.release(kDevice, a));
+  ClaimResult r = t.claim(kDevice, a, kPeer, 1);
+  ASSERT_EQ(r.status, ClaimStatus::claimed);
+  r.lease.raise_replay_mark(at(500));
+  r.lease.raise_replay_mark(at(300));
+  r.lease.raise_push_mark(at(700));
+  r.lease.raise_push_mark(at(10));
+  ASSERT_TRUE(r.lease.release());
 
-  ClaimResult r = t.claim(kDevice, b, kPeer, 2);
+  r = t.claim(kDevice, b, kPeer, 2);
   ASSERT_EQ(r.status, ClaimStatus::claimed);
   EXPECT_EQ(r.replay_mark, at(500));
   EXPECT_EQ(r.push_mark, at(700));
-  t.raise_replay_mark(kDevice, at(900));
-  t.raise_push_mark(kDevice, at(701));
-  ASSERT_TRUE(t.release(kDevice, b));
+  r.lease.raise_replay_mark(at(900));
+  r.lease.raise_push_mark(at(701));
+  ASSERT_TRUE(r.lease.release());
 
   r = t.claim(kDevice, a, kPeer, 3);
   ASSERT_EQ(r.status, ClaimStatus::claimed);
@@ -433,10 +438,13 @@ TEST_F(DeviceTableTest, MarksOnlyRiseAndSurviveReleaseAndClaim) {
   EXPECT_EQ(r.replay_mark, at(5000));
   EXPECT_EQ(r.push_mark, at(701));
 
-  // Marks of a device not yet claimed are kept for its first claim.
+  // Each mark is its own: a device that was only written to keeps no replay mark.
   const DeviceId other{77};
-  t.raise_push_mark(other, at(123));
   r = t.claim(other, b, kPeer, 6);
+  ASSERT_EQ(r.status, ClaimStatus::claimed);
+  r.lease.raise_push_mark(at(123));
+  ASSERT_TRUE(r.lease.release());
+  r = t.claim(other, b, kPeer, 7);
   ASSERT_EQ(r.status, ClaimStatus::claimed);
   EXPECT_EQ(r.push_mark, at(123));
   EXPECT_EQ(r.replay_mark, Time{});
@@ -448,18 +456,20 @@ TEST_F(DeviceTableTest, TakeOverMovesAHeldDevice) {
   const Holder a{.worker = 0, .slot = 1, .conn_generation = 1};
   const Holder b{.worker = 1, .slot = 2, .conn_generation = 2};
   const Holder c{.worker = 2, .slot = 3, .conn_generation = 3};
-  ASSERT_EQ(t.claim(kDevice, a, kPeer, 1).status, ClaimStatus::claimed);
-  t.raise_replay_mark(kDevice, at(42));
-  t.raise_push_mark(kDevice, at(43));
+  Lease of_a = t.claim(kDevice, a, kPeer, 1).lease;
+  ASSERT_TRUE(of_a);
+  of_a.raise_replay_mark(at(42));
+  of_a.raise_push_mark(at(43));
 
   ClaimResult r = t.take_over(kDevice, a, b, kPeer, 2);
   ASSERT_EQ(r.status, ClaimStatus::claimed);
   EXPECT_EQ(r.previous, a);
   EXPECT_EQ(r.replay_mark, at(42));
   EXPECT_EQ(r.push_mark, at(43));
-  EXPECT_TRUE(t.holds(kDevice, b));
-  EXPECT_FALSE(t.holds(kDevice, a));  // how the replaced connection learns it
-  EXPECT_FALSE(t.release(kDevice, a));
+  Lease of_b = r.lease;
+  EXPECT_TRUE(of_b.holds());
+  EXPECT_FALSE(of_a.holds());  // how the replaced connection learns it
+  EXPECT_FALSE(of_a.release());
   EXPECT_EQ(t.holder(kDevice), b);
 
   // `previous` no longer holds it: held, naming the one that does.
@@ -469,7 +479,7 @@ TEST_F(DeviceTableTest, TakeOverMovesAHeldDevice) {
   EXPECT_EQ(t.holder(kDevice), b);
 
   // Free meanwhile: a plain claim.
-  ASSERT_TRUE(t.release(kDevice, b));
+  ASSERT_TRUE(of_b.release());
   r = t.take_over(kDevice, a, c, kPeer, 4);
   EXPECT_EQ(r.status, ClaimStatus::claimed);
   EXPECT_EQ(t.holder(kDevice), c);
@@ -485,13 +495,15 @@ TEST_F(DeviceTableTest, CapacityDevicesFitAndNoMore) {
   ASSERT_NO_FATAL_FAILURE(open(kCapacity, 2));
   auto& t = table();
   const Holder a{.worker = 0, .slot = 1, .conn_generation = 1};
+  Lease first;
   for (std::uint64_t id = 1; id <= kCapacity; ++id) {
-    ASSERT_EQ(t.claim(DeviceId{id * 1000003}, a, kPeer, 1).status, ClaimStatus::claimed) << id;
+    const ClaimResult r = t.claim(DeviceId{id * 1000003}, a, kPeer, 1);
+    ASSERT_EQ(r.status, ClaimStatus::claimed) << id;
+    if (id == 1) first = r.lease;
   }
   const DeviceId extra{999};
   EXPECT_EQ(t.claim(extra, a, kPeer, 1).status, ClaimStatus::table_full);
   EXPECT_EQ(t.take_over(extra, a, a, kPeer, 1).status, ClaimStatus::table_full);
-  t.raise_replay_mark(extra, at(1));  // dropped: no room
   EXPECT_FALSE(t.holder(extra));
   const std::uint64_t epoch = t.close_epoch();
   t.request_close(extra);
@@ -499,7 +511,7 @@ TEST_F(DeviceTableTest, CapacityDevicesFitAndNoMore) {
 
   // Entries stay with their device: a release makes no room for another device, and the
   // devices already in keep working.
-  ASSERT_TRUE(t.release(DeviceId{1000003}, a));
+  ASSERT_TRUE(first.release());
   EXPECT_EQ(t.claim(extra, a, kPeer, 1).status, ClaimStatus::table_full);
   EXPECT_EQ(t.claim(DeviceId{1000003}, a, kPeer, 1).status, ClaimStatus::claimed);
   EXPECT_EQ(t.connected().size(), kCapacity);
@@ -533,8 +545,9 @@ TEST_F(DeviceTableTest, AttachSharesTheTableAcrossProcesses) {
     auto t = DeviceTable::attach(name_);
     if (!t) return 1;
     if (t->master_pid() == ::getpid() || t->capacity() != 16 || t->workers() != 2) return 2;
-    if (t->claim(kDevice, a, kPeer, 17).status != ClaimStatus::claimed) return 3;
-    t->raise_replay_mark(kDevice, at(99));
+    Lease lease = t->claim(kDevice, a, kPeer, 17).lease;
+    if (!lease) return 3;
+    lease.raise_replay_mark(at(99));
     t->counters(1).frames_in.fetch_add(5, std::memory_order_relaxed);
     return 0;
   });
@@ -542,7 +555,8 @@ TEST_F(DeviceTableTest, AttachSharesTheTableAcrossProcesses) {
   EXPECT_EQ(table().holder(kDevice), a);
   EXPECT_EQ(table().counters(1).frames_in.load(), 5U);
   EXPECT_EQ(table().counters(0).frames_in.load(), 0U);
-  ASSERT_TRUE(table().release(kDevice, a));
+  // The child's lease went with it: the master frees what a dead worker held.
+  ASSERT_EQ(table().release_worker(1, Time{}), 1U);
   EXPECT_EQ(table().claim(kDevice, a, kPeer, 18).replay_mark, at(99));
 }
 
@@ -592,8 +606,9 @@ int run_master(const std::string& name, ReadySignal& ready, bool sleep_after) {
     ready.notify('E');
     return 1;
   }
-  if (t->claim(kDevice, Holder{.worker = 1}, kPeer, 5).status != ClaimStatus::claimed) return 2;
-  t->raise_replay_mark(kDevice, at(1000));
+  Lease lease = t->claim(kDevice, Holder{.worker = 1}, kPeer, 5).lease;
+  if (!lease) return 2;
+  lease.raise_replay_mark(at(1000));
   ready.notify('R');
   return sleep_after ? sleep_until_killed(60s) : 0;
 }
@@ -704,7 +719,8 @@ TEST_F(DeviceTableTest, CloseRequestsReachTheHolderOnce) {
   EXPECT_EQ(t.close_epoch(), epoch);
   EXPECT_FALSE(t.take_close_request(kDevice));
 
-  ASSERT_EQ(t.claim(kDevice, a, kPeer, 1).status, ClaimStatus::claimed);
+  Lease of_a = t.claim(kDevice, a, kPeer, 1).lease;
+  ASSERT_TRUE(of_a);
   EXPECT_FALSE(t.take_close_request(kDevice));
   t.request_close(kDevice);
   EXPECT_EQ(t.close_epoch(), epoch + 1);
@@ -719,7 +735,7 @@ TEST_F(DeviceTableTest, CloseRequestsReachTheHolderOnce) {
 
   // A request the old connection never took does not close the next one.
   t.request_close(kDevice);
-  ASSERT_TRUE(t.release(kDevice, a));
+  ASSERT_TRUE(of_a.release());
   ASSERT_EQ(t.claim(kDevice, b, kPeer, 2).status, ClaimStatus::claimed);
   EXPECT_FALSE(t.take_close_request(kDevice));
   t.request_close(kDevice);
@@ -749,8 +765,7 @@ TEST_F(DeviceTableTest, ConnectedShowsHeldDevicesWithPeerAndSince) {
             ClaimStatus::claimed);
   ASSERT_EQ(t.claim(DeviceId{9999999999}, b, ipv6("2001:db8::1", 443), 1700000001).status,
             ClaimStatus::claimed);
-  ASSERT_EQ(t.claim(DeviceId{3}, a, kPeer, 1700000002).status, ClaimStatus::claimed);
-  ASSERT_TRUE(t.release(DeviceId{3}, a));
+  ASSERT_TRUE(t.claim(DeviceId{3}, a, kPeer, 1700000002).lease.release());
 
   auto list = t.connected();
   std::sort(list.begin(), list.end(), [](auto& x, auto& y) { return x.id < y.id; });
@@ -797,8 +812,8 @@ TEST_F(DeviceTableTest, SkewIsTheHoldersAndANewClaimClearsIt) {
   ASSERT_NO_FATAL_FAILURE(open(16, 2));
   auto& t = table();
   const Holder a{.worker = 1, .slot = 3, .conn_generation = 1};
-  t.set_skew(kDevice, ClockSkew{.last_ms = 5, .largest_ms = 5});  // not in the table: nothing
-  ASSERT_EQ(t.claim(kDevice, a, kPeer, 1700000000).status, ClaimStatus::claimed);
+  Lease lease = t.claim(kDevice, a, kPeer, 1700000000).lease;
+  ASSERT_TRUE(lease);
   auto found = t.find(kDevice);
   ASSERT_TRUE(found);
   EXPECT_EQ(found->skew, std::nullopt);  // no frame yet
@@ -807,7 +822,7 @@ TEST_F(DeviceTableTest, SkewIsTheHoldersAndANewClaimClearsIt) {
   for (const ClockSkew skew : {ClockSkew{.last_ms = -1500, .largest_ms = 2100},
                                ClockSkew{.last_ms = 0, .largest_ms = 0},
                                ClockSkew{.last_ms = INT32_MAX, .largest_ms = -INT32_MAX}}) {
-    t.set_skew(kDevice, skew);
+    EXPECT_TRUE(lease.accept(at(1), skew));
     found = t.find(kDevice);
     ASSERT_TRUE(found);
     EXPECT_EQ(found->skew, skew);
@@ -816,7 +831,7 @@ TEST_F(DeviceTableTest, SkewIsTheHoldersAndANewClaimClearsIt) {
   ASSERT_EQ(listed.size(), 1u);
   EXPECT_EQ(listed[0].skew, (ClockSkew{.last_ms = INT32_MAX, .largest_ms = -INT32_MAX}));
 
-  ASSERT_TRUE(t.release(kDevice, a));
+  ASSERT_TRUE(lease.release());
   ASSERT_EQ(t.claim(kDevice, a, kPeer, 1700000100).status, ClaimStatus::claimed);
   found = t.find(kDevice);
   ASSERT_TRUE(found);
@@ -956,11 +971,11 @@ TEST_F(DeviceTableTest, OfRacingClaimersExactlyOneWins) {
   EXPECT_EQ(table().connected().size(), static_cast<std::size_t>(kRounds));
 }
 
-// Worker processes claim, raise marks and release at random; the parent SIGKILLs one at
-// random instants (mid-CAS, mid-peer-write, anywhere), frees its devices as the master
-// does, and respawns it. The table must stay consistent: nothing held by a dead worker
-// after release_worker, marks never below the floors, connected() never torn or stuck,
-// and every device claimable at the end.
+// Worker processes claim, accept frames and write pushes through their leases, and release
+// at random; the parent SIGKILLs one at random instants (mid-CAS, mid-peer-write, anywhere),
+// frees its devices as the master does, and respawns it. The table must stay consistent:
+// nothing held by a dead worker after release_worker, marks never below the floors,
+// connected() never torn or stuck, and every device claimable at the end.
 enum WorkerExit { kWorkerTimeout = 0, kMarkFell = 10, kLostHold = 11, kBadPrevious = 12,
                   kReleaseFailed = 13 };
 
@@ -977,7 +992,7 @@ int run_worker(DeviceTable& table, std::uint32_t worker, int devices, std::uint6
                PushMarks& marks) {
   std::mt19937_64 rng(seed);
   std::vector<std::int64_t> my_mark(static_cast<std::size_t>(devices), 0);
-  std::vector<std::pair<DeviceId, Holder>> held;
+  std::vector<std::pair<DeviceId, Lease>> held;
   std::uint32_t connection = 0;
   const auto deadline = Clock::now() + 60s;
   while (Clock::now() < deadline) {
@@ -988,29 +1003,31 @@ int run_worker(DeviceTable& table, std::uint32_t worker, int devices, std::uint6
       ++connection;
       const Holder me{.worker = worker, .slot = connection & 0xFFFFFF, .conn_generation = connection};
       const std::uint64_t x = rng() & 0xFFFFFFFFFFFFULL;
-      const ClaimResult r = table.claim(id, me, peer_of(x), since_of(x));
+      ClaimResult r = table.claim(id, me, peer_of(x), since_of(x));
       if (r.status == ClaimStatus::claimed) {
         if (ticks(r.replay_mark) < my_mark[d]) return kMarkFell;
         const std::int64_t next = ticks(r.replay_mark) + 1 + static_cast<std::int64_t>(rng() % 1000);
-        table.raise_replay_mark(id, at(next));
+        const auto ms = static_cast<std::int32_t>(next % 100000);
+        if (!r.lease.accept(at(next), ClockSkew{.last_ms = ms, .largest_ms = -ms})) return kLostHold;
         marks.intended[d].store(next, std::memory_order_relaxed);
-        table.raise_push_mark(id, at(next));
+        r.lease.raise_push_mark(at(next));
         marks.raised[d].store(next, std::memory_order_relaxed);
         my_mark[d] = next;
-        held.emplace_back(id, me);
+        held.emplace_back(id, r.lease);
       } else if (r.status == ClaimStatus::held) {
         // Held by another worker, or by one of this worker's own connections.
-        const bool mine = std::any_of(held.begin(), held.end(),
-                                      [&](const auto& h) { return h.first == id && h.second == r.previous; });
+        const bool mine = std::any_of(held.begin(), held.end(), [&](const auto& h) {
+          return h.first == id && h.second.holder() == r.previous;
+        });
         if (r.previous.worker >= table.workers() || (r.previous.worker == worker && !mine)) {
           return kBadPrevious;
         }
       }
     } else if (!held.empty()) {
       const auto i = static_cast<std::size_t>(rng() % held.size());
-      const auto [id, me] = held[i];
-      if (!table.holds(id, me)) return kLostHold;  // only this worker frees its devices
-      if (!table.release(id, me)) return kReleaseFailed;
+      Lease& lease = held[i].second;
+      if (!lease.holds()) return kLostHold;  // only this worker frees its devices
+      if (!lease.release()) return kReleaseFailed;
       held.erase(held.begin() + static_cast<std::ptrdiff_t>(i));
     }
   }
@@ -1062,6 +1079,9 @@ TEST_F(DeviceTableTest, SigkilledWorkersLeaveAConsistentTable) {
       } else {
         ASSERT_TRUE(whole(s)) << "torn peer of device " << s.id.value;
       }
+      if (s.skew) {
+        ASSERT_EQ(s.skew->largest_ms, -s.skew->last_ms) << "a skew no worker wrote, device " << s.id.value;
+      }
     }
   };
 
@@ -1105,7 +1125,7 @@ TEST_F(DeviceTableTest, SigkilledWorkersLeaveAConsistentTable) {
   for (int d = 0; d < kDevices; ++d) {
     const DeviceId id{static_cast<std::uint64_t>(d)};
     const Holder me{.worker = 0, .slot = 1000000 + static_cast<std::uint32_t>(d), .conn_generation = 1};
-    const ClaimResult r = t.claim(id, me, kPeer, 1);
+    ClaimResult r = t.claim(id, me, kPeer, 1);
     ASSERT_EQ(r.status, ClaimStatus::claimed) << "device " << d;
     EXPECT_GE(ticks(r.replay_mark), required[static_cast<std::size_t>(d)]) << "device " << d;
     // Exactly the last TIME written, unless that writer was killed in mid-raise.
@@ -1113,8 +1133,8 @@ TEST_F(DeviceTableTest, SigkilledWorkersLeaveAConsistentTable) {
     const std::int64_t intended = marks->intended[static_cast<std::size_t>(d)].load();
     EXPECT_GE(ticks(r.push_mark), raised) << "device " << d;
     EXPECT_LE(ticks(r.push_mark), intended) << "device " << d;
-    EXPECT_TRUE(t.holds(id, me));
-    ASSERT_TRUE(t.release(id, me)) << "device " << d;
+    EXPECT_TRUE(r.lease.holds());
+    ASSERT_TRUE(r.lease.release()) << "device " << d;
   }
   EXPECT_GT(kills, 20) << "too few kills to mean anything";
   EXPECT_GT(freed_total, 0U);
