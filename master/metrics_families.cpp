@@ -128,7 +128,15 @@ struct Families::Series {
           worker<&WorkerTotals::spool_bytes>()},
          {"inbound_memory_bytes",
           "Inbound records held in the workers' memory, waiting for the FIFO or the spool.",
-          worker<&WorkerTotals::memory_bytes>()}});
+          worker<&WorkerTotals::memory_bytes>()},
+         {"inbound_paused_connections",
+          "Device connections not read now because the inbound sink has no room "
+          "(back-pressure: the FIFO and the spool take no more).",
+          worker<&WorkerTotals::paused>()}});
+    counters_of_one({{"inbound_backpressure_seconds_total",
+                      "Seconds workers did not read some devices because the inbound sink had "
+                      "no room, summed over workers.",
+                      [](const Snapshot& s) { return static_cast<double>(s.workers.backpressure_ms) / 1000.0; }}});
   }
 
   void add_pushes() {

@@ -17,12 +17,13 @@ bool same_key(std::string_view a, std::string_view b) noexcept {
 
 }  // namespace
 
-std::optional<FrameError> Session::admit(const FrameView& frame, Time now,
+std::optional<FrameError> Session::admit(const FrameView& frame, Arrival arrival,
                                          ReplayWindow& replay) noexcept {
   if (const auto error = continuity_error(frame)) return error;
-  if (!within_tolerance(frame.time, now, tolerance_)) return FrameError::time_skew;
+  if (!within_tolerance(frame.time, arrival, tolerance_)) return FrameError::time_skew;
   if (!replay.is_fresh(frame.time)) return FrameError::replayed_time;
-  if (!flood_.admit(now)) return FrameError::flood;
+  // A backlog read at once is counted at the instants it came, not as a burst of our own.
+  if (!flood_.admit(arrival.nearest(frame.time))) return FrameError::flood;
 
   replay.accept(frame.time);
   if (!device_) {

@@ -28,12 +28,17 @@ class Session {
   explicit Session(const SessionLimits& limits) noexcept
       : tolerance_(limits.time_tolerance), flood_(limits.flood_frames, limits.flood_window) {}
 
-  // Checks `frame`, received at `now`, against the rules above. On success the frame's
-  // TIME is recorded in `replay` (the device's window, which outlives this connection) and
-  // the first frame binds this session to its DEVICE and KEY.
+  // Checks `frame`, which reached the server within `arrival`, against the rules above: the
+  // time check and the flood limit take the instant of `arrival` nearest to its TIME, so a
+  // frame that waited in the socket while the server did not read is judged by when it
+  // came. On success the frame's TIME is recorded in `replay` (the device's window, which
+  // outlives this connection) and the first frame binds this session to its DEVICE and KEY.
   // noexcept although the first frame's KEY is copied: a worker that cannot allocate a few
   // bytes is better ended (and replaced by the master) than left half-working.
-  std::optional<FrameError> admit(const FrameView& frame, Time now, ReplayWindow& replay) noexcept;
+  std::optional<FrameError> admit(const FrameView& frame, Arrival arrival, ReplayWindow& replay) noexcept;
+  std::optional<FrameError> admit(const FrameView& frame, Time now, ReplayWindow& replay) noexcept {
+    return admit(frame, Arrival::at(now), replay);
+  }
 
   bool logged_in() const noexcept { return device_.has_value(); }
   std::optional<DeviceId> device() const noexcept { return device_; }

@@ -41,6 +41,28 @@ constexpr bool within_tolerance(Time t, Time now, Tick tolerance) noexcept {
   return diff < tolerance;
 }
 
+// When a frame's bytes reached the server: not before `earliest` (the last moment the
+// server knew the connection had nothing unread) and not after `latest` (when it read
+// them). A frame read at once has an interval of a loop pass; one that waited in the
+// socket because the server was not reading (its own back-pressure, its own load) has the
+// wait in it. The server's pause must never make a device's frame stale, so the time
+// check measures TIME against this interval, not against the moment of reading.
+struct Arrival {
+  Time earliest;
+  Time latest;
+
+  static constexpr Arrival at(Time now) noexcept { return {now, now}; }
+  // The instant of the interval nearest to t: the server's clock for a frame stamped t.
+  constexpr Time nearest(Time t) const noexcept {
+    return t < earliest ? earliest : (t > latest ? latest : t);
+  }
+};
+
+// TIME within the tolerance of some instant at which the frame may have arrived.
+constexpr bool within_tolerance(Time t, Arrival arrival, Tick tolerance) noexcept {
+  return within_tolerance(t, arrival.nearest(t), tolerance);
+}
+
 // Gives every frame a sender writes to a peer a strictly increasing TIME, even when two
 // frames fall in the same 0.1 ms (docs/PROTOCOL.md: "a TIME value already seen ... is
 // rejected"). It runs ahead of the clock only while frames come faster than one per tick.

@@ -79,6 +79,8 @@ struct WorkerCounters {
   Counter bytes_out{0};      // IOT/1.1 bytes written to devices (inside TLS)
   Counter spool_bytes{0};    // gauge: the shared disk spool as this worker last saw it
   Counter memory_bytes{0};   // gauge: inbound records held in this worker's memory
+  Counter paused{0};         // gauge: connections not read for want of room in the sink
+  Counter backpressure_ms{0};  // time with connections not read for want of room
   std::array<Counter, kCloseReasonCount> closes{};  // by kCloseReasons index
 
   static void add(Counter& c, std::uint64_t n = 1) noexcept {
@@ -94,7 +96,7 @@ struct WorkerCounters {
 
   // The master, after the worker died: nothing of it is open any more.
   void clear_gauges() noexcept {
-    for (Counter* g : {&connections, &devices, &handshaking, &memory_bytes}) set(*g, 0);
+    for (Counter* g : {&connections, &devices, &handshaking, &memory_bytes, &paused}) set(*g, 0);
   }
 };
 

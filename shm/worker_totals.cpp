@@ -22,6 +22,8 @@ WorkerTotals sum_workers(const DeviceTable& table) {
     t.bytes_out += C::get(c.bytes_out);
     t.spool_bytes = std::max(t.spool_bytes, C::get(c.spool_bytes));
     t.memory_bytes += C::get(c.memory_bytes);
+    t.paused += C::get(c.paused);
+    t.backpressure_ms += C::get(c.backpressure_ms);
     for (std::size_t r = 0; r < kCloseReasonCount; ++r) t.closes[r] += C::get(c.closes[r]);
   }
   // The three are read one after another while workers change them: never below zero.

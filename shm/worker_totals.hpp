@@ -22,6 +22,8 @@ struct WorkerTotals {
   std::uint64_t bytes_out = 0;
   std::uint64_t spool_bytes = 0;   // the shared spool on disk
   std::uint64_t memory_bytes = 0;  // inbound records held in the workers' memory
+  std::uint64_t paused = 0;        // connections not read for want of room, now
+  std::uint64_t backpressure_ms = 0;  // summed over workers
   std::array<std::uint64_t, kCloseReasonCount> closes{};  // by kCloseReasons index
 };
 

@@ -10,5 +10,6 @@ set_tests_properties(
   InboundTest.SixtyKilobyteRecordsFromManyDevicesNeverInterleave
   InboundProcessesTest.FourWritersOfLargeRecordsNeverInterleave
   # rates and spreads in time
+  BackPressureFault.SpoolAtItsBoundAndNoBackendFor30sLosesNothingAndSaysSo
   ClientTest.ABacklogAfterARestartStaysUnderTheServersFloodLimit
   PROPERTIES RUN_SERIAL TRUE)

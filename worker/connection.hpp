@@ -21,6 +21,7 @@
 #include "protocol/session.hpp"
 #include "protocol/time.hpp"
 #include "shm/lease.hpp"
+#include "worker/arrival_clock.hpp"
 #include "worker/deadlines.hpp"
 
 namespace iotsocket::worker {
@@ -69,6 +70,7 @@ struct Connection {
   protocol::TimeStamper push_times;     // TIMEs of the push frames written to this device
   std::unique_ptr<WriteQueue> out;      // null while nothing waits to be written
   SkewTracker skew;                     // TIME - clock of the frames accepted (devices show)
+  ArrivalMark arrival;                  // since when what is unread may have waited
   std::int64_t login_unix = 0;          // when the login succeeded, seconds since the epoch
 
   ConnState state = ConnState::handshake;

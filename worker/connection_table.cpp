@@ -60,6 +60,7 @@ std::vector<std::uint64_t> ConnectionTable::tags() const {
 
 void ConnectionTable::set_interest(Connection& c, std::uint32_t events) noexcept {
   if (c.out && c.out->unsent() > 0) events |= EPOLLOUT;  // pushes wait to be written
+  if (!(events & EPOLLIN)) c.arrival.not_watched();
   if (c.epoll_events == events) return;
   epoll_event ev{};
   ev.events = events;

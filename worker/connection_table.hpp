@@ -59,6 +59,7 @@ class ConnectionTable {
   bool any_paused() const noexcept { return !paused_.empty(); }
   // The tags of the paused connections, oldest first; the list is empty afterwards.
   std::vector<std::uint64_t> take_paused() noexcept;
+  std::size_t paused_count() const noexcept { return paused_.size(); }
 
  private:
   int epoll_;

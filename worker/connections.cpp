@@ -18,6 +18,9 @@ namespace iotsocket::worker {
 namespace {
 
 constexpr std::size_t kReadChunk = 16 * 1024;  // one TLS record
+// A frame read within this of the last time its connection had nothing unread was read as
+// it came (an idle loop wakes at least every 200 ms for the holder check).
+constexpr protocol::Tick kPromptRead = std::chrono::seconds(1);
 
 using std::chrono::steady_clock;
 
@@ -40,6 +43,7 @@ void Worker::adopt(Fd socket, const PeerAddress& peer) noexcept {
   }
   auto made = std::make_unique<Connection>(std::move(socket), peer, limits_);
   made->accepted_at = steady_clock::now();
+  made->arrival.start(wall_now());
   if (!start_tls(*made)) return;
   Connection& c = connections_.add(std::move(made));
   counters_.connections.fetch_add(1, std::memory_order_relaxed);
@@ -126,9 +130,10 @@ bool Worker::advance_handshake(Connection& c) noexcept {
 
 void Worker::read_frames(Connection& c) noexcept {
   char buf[kReadChunk];
+  const protocol::Arrival arrival = arrivals_.reading(c.arrival, wall_now());
   for (;;) {
     // Frames already buffered go first: they may fill the sink, and then reading stops.
-    if (!take_buffered_frames(c) || c.paused) return;
+    if (!take_buffered_frames(c, arrival) || c.paused) return;
     std::size_t got = 0;
     switch (read_some(c, buf, sizeof buf, got)) {
       case Io::ok:
@@ -139,7 +144,7 @@ void Worker::read_frames(Connection& c) noexcept {
         // OpenSSL would allocate its 16 KiB read buffer again only to hit EAGAIN, then
         // keep it for as long as the device stays quiet.
         if (c.ssl) SSL_free_buffers(c.ssl.get());  // nothing pending: give them back now
-        take_buffered_frames(c);
+        take_buffered_frames(c, arrival);
         return;
       case Io::want_read:
         connections_.set_interest(c, EPOLLIN);
@@ -162,7 +167,7 @@ void Worker::read_frames(Connection& c) noexcept {
 }
 
 // False when the connection was closed.
-bool Worker::take_buffered_frames(Connection& c) noexcept {
+bool Worker::take_buffered_frames(Connection& c, protocol::Arrival arrival) noexcept {
   for (;;) {
     // Room for a maximal record before a frame leaves the decoder: a frame taken out must
     // be placed, and one that cannot be stays in the decoder while the device waits.
@@ -176,27 +181,29 @@ bool Worker::take_buffered_frames(Connection& c) noexcept {
       close(c, protocol::name(d.error), Why::rejected);
       return false;
     }
-    if (!take_frame(c, d.frame)) return false;
+    if (!take_frame(c, d.frame, arrival)) return false;
   }
 }
 
 // One frame: the login, or a frame of a live session, checked and then placed in the sink.
 // An accepted frame touches the device directory once, through the connection's lease.
-bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcept {
-  const protocol::Time now = wall_now();
+// `arrival`: when its bytes may have come (ArrivalClock), which the time check measures.
+bool Worker::take_frame(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival) noexcept {
   if (c.state == ConnState::awaiting_login) {
-    if (!log_in(c, frame, now)) return false;
+    if (!log_in(c, frame, arrival)) return false;
   } else {
     if (!c.lease.holds()) {
       close(c, "replaced");  // another login took the device over (devices.duplicate: replace)
       return false;
     }
-    if (auto error = c.session.admit(frame, now, c.replay)) {
+    if (auto error = c.session.admit(frame, arrival, c.replay)) {
       close(c, protocol::name(*error), Why::rejected);
       return false;
     }
   }
-  c.skew.add(skew_ms(frame.time, now));
+  // The device's clock against ours only where the frame was read as it came: a frame that
+  // waited for us says nothing about the device's clock.
+  if (arrival.latest - arrival.earliest <= kPromptRead) c.skew.add(skew_ms(frame.time, arrival.latest));
   c.lease.accept(frame.time, c.skew.value());  // the replay mark and the skew, one entry
   c.last_frame_at = steady_clock::now();
   counters_.frames_in.fetch_add(1, std::memory_order_relaxed);
@@ -209,8 +216,8 @@ bool Worker::take_frame(Connection& c, const protocol::FrameView& frame) noexcep
 }
 
 // False when the connection was closed (rejected).
-bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::Time now) noexcept {
-  if (auto refused = login_.log_in(c, frame, now); !refused.empty()) {
+bool Worker::log_in(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival) noexcept {
+  if (auto refused = login_.log_in(c, frame, arrival); !refused.empty()) {
     close(c, refused, Why::rejected);
     return false;
   }

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "protocol/device_id.hpp"
@@ -35,6 +36,8 @@ class Inbound {
   // What waits: in this process's memory, and behind it (the spool) as last seen.
   virtual std::size_t pending_bytes() const noexcept = 0;
   virtual std::uint64_t spooled_bytes() const noexcept = 0;
+  // Why has_room() is false, for the operator's log line (names the setting at its bound).
+  virtual std::string why_full() const = 0;
 
  protected:
   Inbound() = default;

@@ -60,6 +60,20 @@ bool InboundSink::has_room(std::size_t payload_bytes) const noexcept {
   return batch_.empty() || batch_.size() + worst <= options_.memory_limit;
 }
 
+std::string InboundSink::why_full() const {
+  const std::string backend = fifo_state_ == FifoState::open
+                                  ? "the backend reads the inbound FIFO slower than devices send"
+                                  : "no backend reads the inbound FIFO " + options_.fifo_path;
+  if (wait_ == Wait::lock) return backend + ", and another worker holds the spool's lock";
+  const std::uint64_t next_record = batch_.empty() ? 0 : record_end(batch_, 1);
+  if (spooled_ + next_record > options_.spool_limit || spooled_ >= options_.spool_limit) {
+    return backend + ", and the spool is at spool.max_size (" + std::to_string(spooled_) + " of " +
+           std::to_string(options_.spool_limit) + " bytes)";
+  }
+  return backend + ", and the spool takes no more (" + std::to_string(spooled_) +
+         " bytes spooled; its last write failed: see the error logged before)";
+}
+
 void InboundSink::flush() noexcept {
   if (idle()) {
     wait_ = Wait::none;

@@ -73,6 +73,7 @@ class InboundSink final : public Inbound {
 
   std::size_t pending_bytes() const noexcept override { return batch_.size(); }  // in memory
   std::uint64_t spooled_bytes() const noexcept override { return spooled_; }     // on disk, as last seen
+  std::string why_full() const override;
   // Nothing queued here and the spool was empty when last seen.
   bool idle() const noexcept { return batch_.empty() && spooled_ == 0; }
 

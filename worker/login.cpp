@@ -11,7 +11,7 @@
 
 namespace iotsocket::worker {
 
-std::string_view Login::log_in(Connection& c, const protocol::FrameView& frame, protocol::Time now) noexcept {
+std::string_view Login::log_in(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival) noexcept {
   c.claimed_device = frame.device;  // for the log lines, until the login succeeds
   const LoginCheck check = registry_.verify(frame.device, frame.key);
   if (check != LoginCheck::ok) return name(check);
@@ -20,11 +20,11 @@ std::string_view Login::log_in(Connection& c, const protocol::FrameView& frame, 
   const protocol::Time kept =
       std::max(replay_floor_, registry_.replay_mark(frame.device).value_or(protocol::Time{}));
   shm::ClaimResult result;
-  if (auto refused = claim(c, frame, now, kept, result); !refused.empty()) return refused;
+  if (auto refused = claim(c, frame, arrival, kept, result); !refused.empty()) return refused;
   c.replay = protocol::ReplayWindow::starting_at(std::max(result.replay_mark, kept));
   c.push_times = protocol::TimeStamper(result.push_mark);
   c.lease = result.lease;
-  if (auto error = c.session.admit(frame, now, c.replay)) {
+  if (auto error = c.session.admit(frame, arrival, c.replay)) {
     c.lease.release();
     return protocol::name(*error);
   }
@@ -36,11 +36,11 @@ std::string_view Login::log_in(Connection& c, const protocol::FrameView& frame, 
 
 // Clone protection (docs/PROTOCOL.md): one connection per device across all workers,
 // decided by one compare-and-swap in the device directory.
-std::string_view Login::claim(Connection& c, const protocol::FrameView& frame, protocol::Time now,
+std::string_view Login::claim(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival,
                               protocol::Time kept_mark, shm::ClaimResult& result) noexcept {
   result = directory_.claim(frame.device, holder_of(c), c.peer, unix_seconds_now());
   if (result.status == shm::ClaimStatus::held) {
-    if (auto refused = replace(c, frame, now, kept_mark, result); !refused.empty()) return refused;
+    if (auto refused = replace(c, frame, arrival, kept_mark, result); !refused.empty()) return refused;
   }
   if (result.status == shm::ClaimStatus::table_full) {
     spdlog::error("device table full ({} devices, limits.max_devices); device={} refused",
@@ -52,14 +52,14 @@ std::string_view Login::claim(Connection& c, const protocol::FrameView& frame, p
 
 // The device is held by another connection: devices.duplicate decides which one stays. ""
 // when this one does (or the take-over found the table full: the caller says so).
-std::string_view Login::replace(Connection& c, const protocol::FrameView& frame, protocol::Time now,
+std::string_view Login::replace(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival,
                                 protocol::Time kept_mark, shm::ClaimResult& result) noexcept {
   const auto other = directory_.find(frame.device);
   const std::string other_peer = other ? other->peer.to_string() : std::string("-");
   if (devices_.duplicate == config::DuplicatePolicy::replace) {
     // A stale or replayed frame must not displace the device's live connection: the time
     // checks come before the takeover (the session repeats them after it).
-    if (!protocol::within_tolerance(frame.time, now, limits_.time_tolerance)) {
+    if (!protocol::within_tolerance(frame.time, arrival, limits_.time_tolerance)) {
       return protocol::name(protocol::FrameError::time_skew);
     }
     if (frame.time <= std::max(result.replay_mark, kept_mark)) {

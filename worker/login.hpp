@@ -32,16 +32,16 @@ class Login {
         worker_(worker), replay_floor_(replay_floor) {}
 
   // "" when the device is logged in on `c`, else why the connection is rejected.
-  std::string_view log_in(Connection& c, const protocol::FrameView& frame, protocol::Time now) noexcept;
+  std::string_view log_in(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival) noexcept;
 
   shm::Holder holder_of(const Connection& c) const noexcept {
     return shm::Holder{.worker = worker_, .slot = c.slot, .conn_generation = c.generation};
   }
 
  private:
-  std::string_view claim(Connection& c, const protocol::FrameView& frame, protocol::Time now,
+  std::string_view claim(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival,
                          protocol::Time kept_mark, shm::ClaimResult& claim) noexcept;
-  std::string_view replace(Connection& c, const protocol::FrameView& frame, protocol::Time now,
+  std::string_view replace(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival,
                            protocol::Time kept_mark, shm::ClaimResult& claim) noexcept;
 
   DeviceRegistry& registry_;

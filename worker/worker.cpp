@@ -58,7 +58,8 @@ Worker::Worker(WorkerSetup setup, DeviceRegistry registry, std::unique_ptr<Inbou
       connections_(epoll_.get()),
       deadlines_(config_.timeouts),
       pushes_(connections_, settled_, master_, events_, counters_, config_.push, limits_),
-      login_(registry_, directory_, config_.devices, limits_, setup.index, setup.replay_floor) {}
+      login_(registry_, directory_, config_.devices, limits_, setup.index, setup.replay_floor),
+      back_pressure_(counters_) {}
 
 int Worker::run() noexcept {
   if (!start()) return 1;
@@ -69,6 +70,7 @@ int Worker::run() noexcept {
       spdlog::critical("epoll_wait failed: {}", std::strerror(errno));
       return 1;
     }
+    arrivals_.pass_began(n < kMaxEvents, wall_now());
     for (int i = 0; i < n; ++i) on_event(events[i].data.u64, events[i].events);
     after_events(steady_clock::now());
   }
@@ -143,6 +145,12 @@ int Worker::wait_timeout(SteadyTime now) const noexcept {
   };
   at_most(until(next_holder_check_));
   if (auto retry = inbound_->retry_in()) at_most(std::max<long long>(retry->count(), 1));
+  // Resumed connections refilled the sink after its flush, and nothing else would wake us
+  // to move those records on: come back at once.
+  if (connections_.any_paused() && inbound_->pending_bytes() > 0 && !inbound_->retry_in() &&
+      inbound_->writable_fd() < 0) {
+    at_most(0);
+  }
   if (auto retry = events_.retry_in()) at_most(retry->count());
   if (auto due = drain_.next_close()) at_most(until(*due));
   if (auto due = settled_.due()) at_most(until(*due));
@@ -165,6 +173,7 @@ void Worker::flush_inbound() noexcept {
     }
   }
   resume_paused();
+  back_pressure_.update(steady_clock::now(), connections_.paused_count(), *inbound_);
 }
 
 void Worker::trim_memory(SteadyTime now) noexcept {

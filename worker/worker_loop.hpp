@@ -6,6 +6,8 @@
 //   SettleReports    the numbers of the pushes written, to the master
 //   Deadlines        handshake, first frame, idle, max age
 //   Drain            the spread closing order of a shutdown
+//   BackPressure     what the operator is told while the inbound sink has no room
+//   ArrivalClock     since when a connection's unread bytes may have waited (the time check)
 //   MasterLink       the channel to the master
 //   Inbound          where accepted frames go (the FIFO and spool, InboundSink)
 // The methods of the class itself are the glue: they move a connection from one part to
@@ -31,6 +33,8 @@
 #include "protocol/time.hpp"
 #include "shm/device_directory.hpp"
 #include "shm/worker_counters.hpp"
+#include "worker/arrival_clock.hpp"
+#include "worker/back_pressure.hpp"
 #include "worker/connection.hpp"
 #include "worker/connection_table.hpp"
 #include "worker/deadlines.hpp"
@@ -85,9 +89,9 @@ class Worker {
   bool write_pushes(Connection& c) noexcept;
   bool advance_handshake(Connection& c) noexcept;
   void read_frames(Connection& c) noexcept;
-  bool take_buffered_frames(Connection& c) noexcept;
-  bool take_frame(Connection& c, const protocol::FrameView& frame) noexcept;
-  bool log_in(Connection& c, const protocol::FrameView& frame, protocol::Time now) noexcept;
+  bool take_buffered_frames(Connection& c, protocol::Arrival arrival) noexcept;
+  bool take_frame(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival) noexcept;
+  bool log_in(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival) noexcept;
   void resume_paused() noexcept;
   // Ends a connection with one log line: "rejected" (at warn) when the device broke a
   // rule, "closed" otherwise (timeouts, the peer left, shutdown).
@@ -115,6 +119,8 @@ class Worker {
   PushWriter pushes_;
   Login login_;
   Drain drain_;
+  ArrivalClock arrivals_;
+  BackPressure back_pressure_;
 
   int sink_watched_fd_ = -1;
   bool fd_shortage_logged_ = false;

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -142,7 +143,7 @@ void TestServer::write_config() {
       << "devices: " << options_.devices << "\n"
       << "fifo: {push: push.fifo, inbound: inbound.fifo"
       << (options_.events ? ", events: events.fifo}\n" : "}\n")
-      << "spool: {dir: spool}\n"
+      << "spool: " << options_.spool << "\n"
       << "runtime: {shm_name: " << shm_name_ << ", pid_file: iotsocketd.pid}\n"
       << "timeouts: " << options_.timeouts << "\n"
       << "limits: " << options_.limits << "\n"
@@ -502,5 +503,72 @@ std::unique_ptr<Device> logged_in(TestServer& server, InboundReader& reader, std
   EXPECT_EQ(reader.read(1).size(), 1u) << server.log();
   return d;
 }
+
+// --- the metrics endpoint ---
+
+namespace {
+
+// Prints every sample as "name{label="value",...} value", labels sorted, one per line;
+// exits non-zero (with the parser's complaint) when the text is not the exposition format.
+constexpr const char* kParser = R"(
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))
+        print("%s%s %r %s" % (s.name, "{" + labels + "}" if labels else "", s.value, family.type))
+)";
+
+}  // namespace
+
+Fd connect_local(std::uint16_t port) {
+  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) fd.reset();
+  return fd;
+}
+
+Scrape http_get(std::uint16_t port, const std::string& path) {
+  Fd fd = connect_local(port);
+  if (!fd) return {};
+  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
+    return {};
+  }
+  std::string all;
+  const auto deadline = Clock::now() + 5s;
+  while (Clock::now() < deadline) {
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[16384];
+    const ssize_t got = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (got <= 0) break;
+    all.append(buf, static_cast<std::size_t>(got));
+  }
+  Scrape s;
+  const auto split = all.find("\r\n\r\n");
+  if (split == std::string::npos || all.size() < 12) return s;
+  s.status = std::stoi(all.substr(9, 3));
+  s.head = all.substr(0, split);
+  s.body = all.substr(split + 4);
+  return s;
+}
+
+Samples parse_with_prometheus_client(const std::string& text) {
+  RunResult r = run_command({"/usr/bin/python3", "-c", kParser}, text);
+  EXPECT_EQ(r.exit_code, 0) << "prometheus_client refused the text: " << r.err << "\n" << text;
+  Samples samples;
+  std::istringstream lines(r.out);
+  std::string name, type;
+  double value = 0;
+  while (lines >> name >> value >> type) samples[name] = value;
+  return samples;
+}
+
+std::uint16_t metrics_port(const TestServer& server) { return server.port_in_log("metrics on 127.0.0.1:"); }
 
 }  // namespace iotsocket::e2e

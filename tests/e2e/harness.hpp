@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,6 +57,7 @@ struct ServerOptions {
   std::string limits = "{max_connections: 10000, per_ip: 5000}";
   std::string listen = "[{address: 127.0.0.1, port: 0}]";
   std::string devices = "{sqlite: devices.db}";
+  std::string spool = "{dir: spool}";
   std::string log = "{level: debug}";
   bool events = false;  // fifo.events: events.fifo (made by the test or by the server)
   std::vector<std::string> wrapper;  // runs iotsocketd through this, e.g. {"/usr/bin/prlimit", ...}
@@ -197,5 +199,24 @@ std::string push_record(std::uint64_t id, std::string_view payload);
 std::unique_ptr<Device> logged_in(TestServer& server, InboundReader& reader, std::uint64_t id,
                                   std::string_view key,
                                   std::optional<protocol::Time> time = std::nullopt);
+
+// --- the metrics endpoint (metrics.listen), as Prometheus scrapes it ---
+
+// One HTTP response: its status, head and body.
+struct Scrape {
+  int status = 0;
+  std::string head;
+  std::string body;
+};
+// A TCP connection to 127.0.0.1:port; invalid when connect() failed.
+Fd connect_local(std::uint16_t port);
+// One HTTP request on a fresh connection; reads until the server closes (bounded: 5 s).
+Scrape http_get(std::uint16_t port, const std::string& path);
+// "name{labels}" -> value, as an independent parser (python3's prometheus_client) read the
+// text; a text it refuses fails the test.
+using Samples = std::map<std::string, double>;
+Samples parse_with_prometheus_client(const std::string& text);
+// The endpoint's port as the server's log says it ("metrics on 127.0.0.1:PORT").
+std::uint16_t metrics_port(const TestServer& server);
 
 }  // namespace iotsocket::e2e

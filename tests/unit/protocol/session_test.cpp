@@ -21,10 +21,13 @@ class SessionTest : public ::testing::Test {
  protected:
   // Parses the frame and passes it to admit(); the bytes must outlive the call only.
   std::optional<FrameError> admit(Session& session, const FrameBuilder& frame, Time now = kNow) {
+    return admit(session, frame, Arrival::at(now));
+  }
+  std::optional<FrameError> admit(Session& session, const FrameBuilder& frame, Arrival arrival) {
     content_ = frame.content();
     const auto parsed = parse_frame(content_, Direction::from_device);
     EXPECT_TRUE(parsed) << name(parsed.error());
-    return session.admit(*parsed, now, window_);
+    return session.admit(*parsed, arrival, window_);
   }
 
   ReplayWindow window_ = ReplayWindow::starting_at(kServerStart);
@@ -149,6 +152,54 @@ TEST_F(SessionTest, ClosesOnAFlood) {
   std::optional<FrameError> error;
   while (!error && admitted < 1000) {
     error = admit(session, at(kNow + Tick{admitted}), kNow);
+    if (!error) ++admitted;
+  }
+  EXPECT_EQ(admitted, 333);
+  EXPECT_EQ(error, FrameError::flood);
+}
+
+// Frames that waited in the socket while the server did not read (its back-pressure, its
+// load) are judged by when they came: within the tolerance of the interval in which they
+// reached the server, not of the moment they were read.
+TEST_F(SessionTest, AFrameThatWaitedWhileTheServerDidNotReadIsJudgedByWhenItCame) {
+  const Arrival waited{.earliest = kNow - 30s, .latest = kNow};
+  Session session{SessionLimits{}};
+  EXPECT_EQ(admit(session, at(kNow - 29s), waited), std::nullopt);
+  EXPECT_EQ(admit(session, at(kNow - 20s), waited), std::nullopt);
+  EXPECT_EQ(admit(session, at(kNow + 2s), waited), std::nullopt);
+}
+
+TEST_F(SessionTest, AFrameOlderThanItsArrivalByTheToleranceIsStillStale) {
+  const Arrival waited{.earliest = kNow - 30s, .latest = kNow};
+  for (const Tick offset : {-Tick{33s}, -Tick{40s}, Tick{3s}, Tick{1h}}) {
+    Session session{SessionLimits{}};
+    EXPECT_EQ(admit(session, at(kNow + offset), waited), FrameError::time_skew) << offset.count();
+  }
+  Session session{SessionLimits{}};
+  EXPECT_EQ(admit(session, at(kNow - 33s + Tick{1}), waited), std::nullopt);
+}
+
+TEST_F(SessionTest, AWaitedFrameIsStillRefusedAsAReplay) {
+  const Arrival waited{.earliest = kNow - 30s, .latest = kNow};
+  Session session{SessionLimits{}};
+  ASSERT_EQ(admit(session, at(kNow - 10s), waited), std::nullopt);
+  EXPECT_EQ(admit(session, at(kNow - 10s), waited), FrameError::replayed_time);
+}
+
+// A backlog of 30 s at 10 frames/s, read in one go, is the device's pace, not a flood;
+// the same frames stamped within one window are.
+TEST_F(SessionTest, ABacklogReadAtOnceIsCountedAtThePaceItWasSent) {
+  const Arrival waited{.earliest = kNow - 30s, .latest = kNow};
+  Session paced{SessionLimits{.flood_frames = 333}};
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(admit(paced, at(kNow - 30s + Tick{100ms} * i), waited), std::nullopt) << i;
+  }
+  window_ = ReplayWindow::starting_at(kServerStart);  // another device
+  Session burst{SessionLimits{.flood_frames = 333}};
+  std::optional<FrameError> error;
+  int admitted = 0;
+  while (!error && admitted < 1000) {
+    error = admit(burst, at(kNow - 30s + Tick{admitted}), waited);
     if (!error) ++admitted;
   }
   EXPECT_EQ(admitted, 333);

@@ -21,6 +21,8 @@
 #include "common/registry.hpp"
 #include "protocol/decoder.hpp"
 #include "shm/device_table.hpp"
+#include "worker/arrival_clock.hpp"
+#include "worker/back_pressure.hpp"
 #include "worker/connection_table.hpp"
 #include "worker/deadlines.hpp"
 #include "worker/login.hpp"
@@ -113,6 +115,117 @@ TEST(ConnectionTable, PausedConnectionsComeBackOnceInOrder) {
   EXPECT_TRUE(table.any_paused());
   EXPECT_EQ(table.take_paused(), (std::vector{ConnectionTable::tag_of(b), ConnectionTable::tag_of(a)}));
   EXPECT_FALSE(table.any_paused());
+}
+
+// --- ArrivalClock ---
+
+const protocol::Time kT0 = protocol::to_time(std::chrono::system_clock::now());
+
+protocol::Time at_ms(int ms) { return kT0 + protocol::Tick{std::chrono::milliseconds(ms)}; }
+
+// A connection read in one pass and not reported by the next complete wait had nothing
+// unread when that wait returned: what is read later came after it.
+TEST(ArrivalClock, AConnectionNotReportedByACompleteWaitWasEmptyThen) {
+  ArrivalClock clock;
+  ArrivalMark mark;
+  mark.start(at_ms(0));
+  clock.pass_began(true, at_ms(10));
+  EXPECT_EQ(clock.reading(mark, at_ms(11)).earliest, at_ms(0));  // since it was adopted
+  clock.pass_began(true, at_ms(200));  // not reported here
+  clock.pass_began(true, at_ms(400));
+  const protocol::Arrival a = clock.reading(mark, at_ms(401));
+  EXPECT_EQ(a.earliest, at_ms(200));
+  EXPECT_EQ(a.latest, at_ms(401));
+}
+
+// Reported pass after pass, a backlog is read a record at a time: its bound stays where the
+// streak began, however long the streak.
+TEST(ArrivalClock, AStreakOfReadsKeepsTheBoundOfItsStart) {
+  ArrivalClock clock;
+  ArrivalMark mark;
+  mark.start(at_ms(0));
+  clock.pass_began(true, at_ms(100));
+  clock.reading(mark, at_ms(100));
+  clock.pass_began(true, at_ms(200));
+  clock.pass_began(true, at_ms(300));
+  EXPECT_EQ(clock.reading(mark, at_ms(300)).earliest, at_ms(200));
+  for (int pass = 4; pass < 100; ++pass) {
+    clock.pass_began(true, at_ms(pass * 100));
+    EXPECT_EQ(clock.reading(mark, at_ms(pass * 100)).earliest, at_ms(200)) << pass;
+  }
+}
+
+// A wait that returned maxevents may have left ready connections unreported: it proves
+// nothing, and the bound stays at the last wait that saw every ready one.
+TEST(ArrivalClock, AFullWaitProvesNothing) {
+  ArrivalClock clock;
+  ArrivalMark mark;
+  mark.start(at_ms(0));
+  clock.pass_began(true, at_ms(100));
+  clock.reading(mark, at_ms(100));
+  clock.pass_began(false, at_ms(200));  // full: c may have been ready and not reported
+  clock.pass_began(false, at_ms(300));
+  EXPECT_EQ(clock.reading(mark, at_ms(300)).earliest, at_ms(0));
+}
+
+// Paused (no EPOLLIN), a connection is never reported: the waits of the pause say nothing
+// about it, and what it sent during the pause is judged from before the pause.
+TEST(ArrivalClock, APausedConnectionKeepsTheBoundFromBeforeThePause) {
+  Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
+  ConnectionTable table(epoll.get());
+  SocketPair p;
+  Connection& c = table.add(connection(std::move(p.ours)));
+  ASSERT_TRUE(table.watch(c));
+  ArrivalClock clock;
+  c.arrival.start(at_ms(0));
+  clock.pass_began(true, at_ms(100));
+  clock.reading(c.arrival, at_ms(100));
+  clock.pass_began(true, at_ms(200));
+  ASSERT_EQ(clock.reading(c.arrival, at_ms(200)).earliest, at_ms(0));
+  table.pause(c);
+  for (int pass = 3; pass <= 300; ++pass) clock.pass_began(true, at_ms(pass * 100));  // 30 s
+  const protocol::Arrival resumed = clock.reading(c.arrival, at_ms(30'001));
+  EXPECT_EQ(resumed.earliest, at_ms(0));
+  EXPECT_TRUE(protocol::within_tolerance(at_ms(1'000), resumed, std::chrono::seconds(3)));
+  // Read again and then quiet for a complete wait: the bound moves up to that wait.
+  clock.pass_began(true, at_ms(30'100));
+  clock.pass_began(true, at_ms(30'200));
+  EXPECT_EQ(clock.reading(c.arrival, at_ms(30'200)).earliest, at_ms(30'100));
+}
+
+// --- BackPressure ---
+
+class FullSink final : public Inbound {
+ public:
+  bool append(protocol::DeviceId, std::string_view) noexcept override { return false; }
+  bool has_room(std::size_t) const noexcept override { return false; }
+  void flush() noexcept override {}
+  int writable_fd() const noexcept override { return -1; }
+  std::optional<std::chrono::milliseconds> retry_in() const noexcept override { return std::nullopt; }
+  std::size_t pending_bytes() const noexcept override { return 0; }
+  std::uint64_t spooled_bytes() const noexcept override { return 0; }
+  std::string why_full() const override { return "the spool is at spool.max_size"; }
+};
+
+// One episode from the first pause until a second with nothing paused; its time counted up
+// to the last pause, its connections shown while they wait.
+TEST(BackPressure, AnEpisodeLastsUntilASecondWithNothingPausedAndIsCounted) {
+  shm::WorkerCounters counters;
+  FullSink sink;
+  BackPressure pressure(counters);
+  const SteadyTime t0 = std::chrono::steady_clock::now();
+  pressure.update(t0, 0, sink);
+  EXPECT_FALSE(pressure.on());
+  pressure.update(t0 + 10ms, 3, sink);
+  EXPECT_TRUE(pressure.on());
+  EXPECT_EQ(shm::WorkerCounters::get(counters.paused), 3U);
+  pressure.update(t0 + 30s, 2, sink);  // a pass that resumed and paused again: the same episode
+  pressure.update(t0 + 30s + 20ms, 0, sink);
+  EXPECT_TRUE(pressure.on());  // not yet a quiet second
+  EXPECT_EQ(shm::WorkerCounters::get(counters.paused), 0U);
+  pressure.update(t0 + 31s + 20ms, 0, sink);
+  EXPECT_FALSE(pressure.on());
+  EXPECT_EQ(shm::WorkerCounters::get(counters.backpressure_ms), 29'990U);  // 10 ms .. 30 s
 }
 
 // --- Deadlines ---
@@ -389,7 +502,7 @@ class LoginTest : public ::testing::Test {
   Connection& first_login(config::DuplicatePolicy policy, protocol::Time now) {
     devices_.duplicate = policy;
     Connection& c = fresh();
-    EXPECT_EQ(login(0).log_in(c, frame_at(now), now), "");
+    EXPECT_EQ(login(0).log_in(c, frame_at(now), protocol::Arrival::at(now)), "");
     return c;
   }
 
@@ -407,7 +520,7 @@ TEST_F(LoginTest, ARegisteredDeviceLogsInAndHoldsItsLease) {
   Login worker0 = login(0);
   Connection& c = fresh();
   const protocol::Time now = wall_now();
-  EXPECT_EQ(worker0.log_in(c, frame_at(now), now), "");
+  EXPECT_EQ(worker0.log_in(c, frame_at(now), protocol::Arrival::at(now)), "");
   EXPECT_EQ(c.state, ConnState::live);
   EXPECT_TRUE(c.lease.holds());
   EXPECT_EQ(table_->holder(kDevice), worker0.holder_of(c));
@@ -418,12 +531,12 @@ TEST_F(LoginTest, TheRegistrysVerdictRefusesWithoutAClaim) {
   Login worker0 = login(0);
   const protocol::Time now = wall_now();
   Connection& wrong = fresh();
-  EXPECT_EQ(worker0.log_in(wrong, frame_at(now, "not-the-key"), now), "wrong_key");
+  EXPECT_EQ(worker0.log_in(wrong, frame_at(now, "not-the-key"), protocol::Arrival::at(now)), "wrong_key");
   EXPECT_FALSE(wrong.lease);
   Connection& unknown = fresh();
   auto frame = frame_at(now);
   frame.device = DeviceId{42};
-  EXPECT_EQ(worker0.log_in(unknown, frame, now), "unknown_device");
+  EXPECT_EQ(worker0.log_in(unknown, frame, protocol::Arrival::at(now)), "unknown_device");
   EXPECT_FALSE(table_->holder(kDevice));
   EXPECT_FALSE(table_->holder(DeviceId{42}));
 }
@@ -432,7 +545,7 @@ TEST_F(LoginTest, DuplicateRejectKeepsTheFirstConnection) {
   const protocol::Time now = wall_now();
   Connection& first = first_login(config::DuplicatePolicy::reject, now);
   Connection& second = fresh();
-  EXPECT_EQ(login(1).log_in(second, frame_at(now + protocol::Tick{10}), now), "duplicate_login");
+  EXPECT_EQ(login(1).log_in(second, frame_at(now + protocol::Tick{10}), protocol::Arrival::at(now)), "duplicate_login");
   EXPECT_FALSE(second.lease);
   EXPECT_TRUE(first.lease.holds());
   EXPECT_EQ(table_->holder(kDevice), login(0).holder_of(first));
@@ -445,11 +558,11 @@ TEST_F(LoginTest, DuplicateReplaceMovesTheDeviceButNotForAStaleFrame) {
 
   // A replayed TIME must not displace the live connection.
   Connection& replayed = fresh();
-  EXPECT_EQ(worker1.log_in(replayed, frame_at(now), now), "replayed_time");
+  EXPECT_EQ(worker1.log_in(replayed, frame_at(now), protocol::Arrival::at(now)), "replayed_time");
   EXPECT_TRUE(first.lease.holds());
 
   Connection& second = fresh();
-  ASSERT_EQ(worker1.log_in(second, frame_at(now + protocol::Tick{10}), now), "");
+  ASSERT_EQ(worker1.log_in(second, frame_at(now + protocol::Tick{10}), protocol::Arrival::at(now)), "");
   EXPECT_TRUE(second.lease.holds());
   EXPECT_FALSE(first.lease.holds());  // the old connection learns it at its next frame
   EXPECT_EQ(table_->holder(kDevice), worker1.holder_of(second));
