@@ -12,8 +12,13 @@
 namespace iotsocket::master {
 
 Acceptor::Acceptor(std::vector<Listener> listeners, int epoll, std::uint64_t tag,
-                   WorkerPool& pool, const config::Config& config)
-    : listeners_(std::move(listeners)), epoll_(epoll), tag_(tag), pool_(pool), config_(config) {
+                   WorkerPool& pool, const config::Config& config, const shm::DeviceTable& table)
+    : listeners_(std::move(listeners)),
+      epoll_(epoll),
+      tag_(tag),
+      pool_(pool),
+      config_(config),
+      table_(table) {
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
     // Without interest: connections wait in the backlog until a worker is ready.
     epoll_event off{};
@@ -57,6 +62,10 @@ void Acceptor::pause_for_fd_shortage(std::size_t index) {
 void Acceptor::hand_off(Fd socket, const PeerAddress& peer) {
   const IpKey ip = ip_key_of(peer);
   if (over_caps(ip)) return;  // closed: no TLS work for a refused connection
+  if (every_worker_behind()) {
+    ++refused_.workers_behind;  // shed: the device retries later, no one waits behind it
+    return;
+  }
   ++connections_;
   ++per_ip_[ip];
   if (!parked_.empty() || !send_to_worker(socket, peer)) {
@@ -79,6 +88,16 @@ bool Acceptor::over_caps(const IpKey& ip) {
     }
   }
   return false;
+}
+
+bool Acceptor::every_worker_behind() const {
+  bool any_ready = false;
+  for (std::uint32_t i = 0; i < pool_.size(); ++i) {
+    if (pool_.at(i).state != WorkerState::ready) continue;
+    any_ready = true;
+    if (shm::WorkerCounters::get(table_.counters(i).handshakes_deferred) < kBehindHandshakes) return false;
+  }
+  return any_ready;
 }
 
 // Sends the socket to the least-loaded ready worker whose channel has room. False when
@@ -113,12 +132,13 @@ void Acceptor::tick(Clock::time_point now) {
 }
 
 void Acceptor::log_refusals() {
-  if (refused_.max_connections + refused_.per_ip == 0) return;
+  if (refused_.max_connections + refused_.per_ip + refused_.workers_behind == 0) return;
   spdlog::warn("refused at accept in the last second: {} over max_connections, {} over the "
-               "per-address cap",
-               refused_.max_connections, refused_.per_ip);
+               "per-address cap, {} shed while every worker was behind on handshakes",
+               refused_.max_connections, refused_.per_ip, refused_.workers_behind);
   refused_before_.max_connections += refused_.max_connections;
   refused_before_.per_ip += refused_.per_ip;
+  refused_before_.workers_behind += refused_.workers_behind;
   refused_ = {};
 }
 
@@ -164,7 +184,8 @@ void Acceptor::worker_gone(const WorkerProcess& w) {
 
 RefusalCounts Acceptor::refused() const noexcept {
   return RefusalCounts{.max_connections = refused_before_.max_connections + refused_.max_connections,
-                       .per_ip = refused_before_.per_ip + refused_.per_ip};
+                       .per_ip = refused_before_.per_ip + refused_.per_ip,
+                       .workers_behind = refused_before_.workers_behind + refused_.workers_behind};
 }
 
 }  // namespace iotsocket::master

@@ -19,12 +19,14 @@
 #include "config/config.hpp"
 #include "master/listeners.hpp"
 #include "master/worker_pool.hpp"
+#include "shm/device_table.hpp"
 
 namespace iotsocket::master {
 
 struct RefusalCounts {
   std::uint64_t max_connections = 0;
   std::uint64_t per_ip = 0;
+  std::uint64_t workers_behind = 0;  // shed: every worker had handshakes waiting
 };
 
 class Acceptor {
@@ -34,11 +36,15 @@ class Acceptor {
   static constexpr auto kPauseOnFdShortage = std::chrono::milliseconds(100);
   static constexpr std::size_t kMaxParked = 1024;
   static constexpr auto kParkedRetry = std::chrono::milliseconds(1);
+  // A worker that left this many ready handshakes for a later pass (its handshake budget)
+  // is behind: a flood's handshakes would only queue there, delaying everyone's login.
+  static constexpr std::uint64_t kBehindHandshakes = 64;
 
   // Registers the listeners with `epoll` (tag | listener index), without interest until a
   // worker is ready. `config`'s limits are read at each connection (a reload changes them).
+  // `table`: the workers' counters, which say when a worker is behind on handshakes.
   Acceptor(std::vector<Listener> listeners, int epoll, std::uint64_t tag, WorkerPool& pool,
-           const config::Config& config);
+           const config::Config& config, const shm::DeviceTable& table);
 
   // Listener `index` is readable.
   void on_listener(std::size_t index);
@@ -66,6 +72,7 @@ class Acceptor {
  private:
   void hand_off(Fd socket, const PeerAddress& peer);
   bool over_caps(const IpKey& ip);
+  bool every_worker_behind() const;
   bool send_to_worker(Fd& socket, const PeerAddress& peer);
   void hand_off_parked();
   void pause_for_fd_shortage(std::size_t index);
@@ -76,6 +83,7 @@ class Acceptor {
   std::uint64_t tag_;
   WorkerPool& pool_;
   const config::Config& config_;
+  const shm::DeviceTable& table_;
   bool accepting_ = false;
   bool stopped_ = false;
   Clock::time_point resume_at_{};

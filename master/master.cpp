@@ -233,6 +233,7 @@ metrics::Snapshot Master::metrics_snapshot() const {
                  .offline_queued = offline_->total(),
                  .refused_max_connections = refused.max_connections,
                  .refused_per_ip = refused.per_ip,
+                 .refused_workers_behind = refused.workers_behind,
                  .worker_restarts = pool_.restarts(),
                  .workers = static_cast<std::uint32_t>(pool_.size()),
                  .workers_ready = pool_.ready_count(),

@@ -21,8 +21,9 @@ namespace iotsocket::master {
 
 bool Master::start() {
   if (!open_signals()) return false;
-  acceptor_.emplace(std::move(listeners_), epoll_.get(), kListenerTag, pool_, config_);
-  if (!open_device_state() || !open_push_path() || !open_metrics()) return false;
+  if (!open_device_state()) return false;
+  acceptor_.emplace(std::move(listeners_), epoll_.get(), kListenerTag, pool_, config_, *table_);
+  if (!open_push_path() || !open_metrics()) return false;
   reload_.emplace(RunningSettings{.config = config_, .tls = tls_, .reloaded_tls = reloaded_tls_,
                                   .registry = *registry_, .offline = *offline_},
                   pool_, notify_);

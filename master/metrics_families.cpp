@@ -163,9 +163,11 @@ struct Families::Series {
                    {"workers_ready", "Worker processes running and ready.",
                     master<&MasterTotals::workers_ready>()}});
     counter("accept_refusals_total",
-            "Connections closed at accept, before any TLS work, by the cap they hit.",
+            "Connections closed at accept, before any TLS work, by the cap they hit "
+            "(workers_behind: shed while every worker had handshakes waiting).",
             {{{{"cap", "max_connections"}}, master<&MasterTotals::refused_max_connections>()},
-             {{{"cap", "per_ip"}}, master<&MasterTotals::refused_per_ip>()}});
+             {{{"cap", "per_ip"}}, master<&MasterTotals::refused_per_ip>()},
+             {{{"cap", "workers_behind"}}, master<&MasterTotals::refused_workers_behind>()}});
     // No series yet: a family without one is not served (set_certificate adds it).
     certificate_family =
         &prometheus::BuildGauge()

@@ -27,6 +27,7 @@ struct MasterTotals {
   std::uint64_t offline_queued = 0;  // now waiting in the offline queue
   std::uint64_t refused_max_connections = 0;  // at accept, over limits.max_connections
   std::uint64_t refused_per_ip = 0;           // at accept, over limits.per_ip
+  std::uint64_t refused_workers_behind = 0;   // shed at accept: every worker behind on handshakes
   std::uint64_t worker_restarts = 0;          // workers that died and were replaced
   std::uint32_t workers = 0;
   std::uint32_t workers_ready = 0;

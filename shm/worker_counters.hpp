@@ -81,6 +81,9 @@ struct WorkerCounters {
   Counter memory_bytes{0};   // gauge: inbound records held in this worker's memory
   Counter paused{0};         // gauge: connections not read for want of room in the sink
   Counter backpressure_ms{0};  // time with connections not read for want of room
+  // gauge: handshakes that were ready in the last loop pass and waited for a later one (the
+  // worker's handshake budget); the master sheds new connections while it is high
+  Counter handshakes_deferred{0};
   std::array<Counter, kCloseReasonCount> closes{};  // by kCloseReasons index
 
   static void add(Counter& c, std::uint64_t n = 1) noexcept {
@@ -96,7 +99,7 @@ struct WorkerCounters {
 
   // The master, after the worker died: nothing of it is open any more.
   void clear_gauges() noexcept {
-    for (Counter* g : {&connections, &devices, &handshaking, &memory_bytes, &paused}) set(*g, 0);
+    for (Counter* g : {&connections, &devices, &handshaking, &memory_bytes, &paused, &handshakes_deferred}) set(*g, 0);
   }
 };
 

@@ -11,5 +11,6 @@ set_tests_properties(
   InboundProcessesTest.FourWritersOfLargeRecordsNeverInterleave
   # rates and spreads in time
   BackPressureFault.SpoolAtItsBoundAndNoBackendFor30sLosesNothingAndSaysSo
+  FloodFault.ALoggedInDeviceLosesNothingAndALegitimateLoginSucceedsDuringAFlood
   ClientTest.ABacklogAfterARestartStaysUnderTheServersFloodLimit
   PROPERTIES RUN_SERIAL TRUE)

@@ -84,7 +84,7 @@ void Worker::on_connection_event(Connection& c, std::uint32_t events) noexcept {
 }
 
 void Worker::drive(Connection& c) noexcept {
-  if (c.state == ConnState::handshake && !advance_handshake(c)) return;
+  if (c.state == ConnState::handshake && !step_handshake(c)) return;
   if (c.out && !write_pushes(c)) return;
   if (c.state != ConnState::handshake && !c.paused) read_frames(c);
 }
@@ -96,6 +96,19 @@ bool Worker::write_pushes(Connection& c) noexcept {
     return false;
   }
   return true;
+}
+
+// False when the handshake is not done (or failed, and the connection is closed), or did
+// not fit in this pass's budget.
+bool Worker::step_handshake(Connection& c) noexcept {
+  if (!handshakes_.may_step()) {
+    handshakes_.defer();
+    return false;
+  }
+  const auto started = steady_clock::now();
+  const bool done = advance_handshake(c);
+  handshakes_.spent(steady_clock::now() - started);
+  return done;
 }
 
 bool Worker::advance_handshake(Connection& c) noexcept {

@@ -71,6 +71,7 @@ int Worker::run() noexcept {
       return 1;
     }
     arrivals_.pass_began(n < kMaxEvents, wall_now());
+    handshakes_.pass_began();
     for (int i = 0; i < n; ++i) on_event(events[i].data.u64, events[i].events);
     after_events(steady_clock::now());
   }
@@ -109,6 +110,7 @@ void Worker::after_events(SteadyTime now) noexcept {
   check_holds(now);
   drain_step(now);
   flush_inbound();
+  shm::WorkerCounters::set(counters_.handshakes_deferred, handshakes_.deferred());
   settled_.report(now, master_);
   events_.flush();
   trim_memory(now);

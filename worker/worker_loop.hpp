@@ -7,6 +7,8 @@
 //   Deadlines        handshake, first frame, idle, max age
 //   Drain            the spread closing order of a shutdown
 //   BackPressure     what the operator is told while the inbound sink has no room
+//   HandshakeBudget  at most 10 ms of TLS handshakes per pass: a flood cannot starve the
+//                    connections that are logged in
 //   ArrivalClock     since when a connection's unread bytes may have waited (the time check)
 //   MasterLink       the channel to the master
 //   Inbound          where accepted frames go (the FIFO and spool, InboundSink)
@@ -36,6 +38,7 @@
 #include "worker/arrival_clock.hpp"
 #include "worker/back_pressure.hpp"
 #include "worker/connection.hpp"
+#include "worker/handshake_budget.hpp"
 #include "worker/connection_table.hpp"
 #include "worker/deadlines.hpp"
 #include "worker/drain.hpp"
@@ -87,6 +90,7 @@ class Worker {
   void on_connection_event(Connection& c, std::uint32_t events) noexcept;
   void drive(Connection& c) noexcept;
   bool write_pushes(Connection& c) noexcept;
+  bool step_handshake(Connection& c) noexcept;
   bool advance_handshake(Connection& c) noexcept;
   void read_frames(Connection& c) noexcept;
   bool take_buffered_frames(Connection& c, protocol::Arrival arrival) noexcept;
@@ -121,6 +125,7 @@ class Worker {
   Drain drain_;
   ArrivalClock arrivals_;
   BackPressure back_pressure_;
+  HandshakeBudget handshakes_;
 
   int sink_watched_fd_ = -1;
   bool fd_shortage_logged_ = false;
