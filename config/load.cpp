@@ -10,6 +10,7 @@
 #include <system_error>
 #include <thread>
 
+#include "common/log_text.hpp"
 #include "config/config.hpp"
 #include "config/reader.hpp"
 #include "config/schema.hpp"
@@ -64,7 +65,10 @@ std::string ConfigError::to_string() const {
   if (line > 0) out += ":" + std::to_string(line) + ":" + std::to_string(column);
   out += ": ";
   if (!key.empty()) out += key + ": ";
-  return out + message;
+  // One line whatever the file holds: a value quoted in the message may hold a line break
+  // or a terminal's escape (the file's owner wrote it, but it must not forge other lines).
+  out += message;
+  return printable(out, out.size());
 }
 
 LoadResult load_string(const std::string& text, const std::string& name,

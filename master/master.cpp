@@ -58,6 +58,8 @@ int Master::run() {
     }
     for (int i = 0; i < n; ++i) on_event(events[i]);
   }
+  intake_->log_held_back_before_exit(steady_clock::now());
+  delivery_->log_held_back_before_exit(steady_clock::now());
   events_.flush_before_exit(1s);
   table_->unlink();
   spdlog::info("stopped");
@@ -95,6 +97,8 @@ void Master::tick(steady_clock::time_point now) {
     next_tick_ = now + 1s;
     if (notify_.said_ready()) notify_.status(status_text());
     acceptor_->log_refusals();
+    intake_->log_held_back(now);
+    delivery_->log_held_back(now);
     delivery_->drop_removed(kRemovalChecksPerSecond);
   }
 }

@@ -63,7 +63,8 @@ void PushDelivery::route(protocol::DeviceId device, std::string payload) {
     auto found = registry_.find(device);
     if (found && !found->has_value()) {
       ++counts_.refused;
-      spdlog::warn("push refused: device={} is not in the registry", protocol::to_string(device));
+      refused_log_.warn(LimitedWarnings::Clock::now(), "not_in_registry",
+                        "push refused: device={} is not in the registry", protocol::to_string(device));
       return;
     }
     if (!found) {
@@ -91,8 +92,9 @@ void PushDelivery::enqueue(protocol::DeviceId device, std::string_view payload,
                          std::int64_t queued_at_ns) {
   if (config_.push.offline_max == 0) {
     ++counts_.refused;
-    spdlog::warn("push refused: device={} is not connected and push.offline_max is 0",
-                 protocol::to_string(device));
+    refused_log_.warn(LimitedWarnings::Clock::now(), "offline_max_0",
+                      "push refused: device={} is not connected and push.offline_max is 0",
+                      protocol::to_string(device));
     events_.push_expired(device);
     return;
   }

@@ -32,6 +32,7 @@
 
 #include "common/channel.hpp"
 #include "common/event_sink.hpp"
+#include "common/log_limiter.hpp"
 #include "common/registry.hpp"
 #include "config/config.hpp"
 #include "master/in_flight.hpp"
@@ -71,6 +72,12 @@ class PushDelivery {
   // devices remove), looking up at most `budget` devices per call, so that many queued
   // devices never stall the loop: the master calls it once a second.
   void drop_removed(std::size_t budget);
+  // The count of refused pushes not logged in an interval that is over (every second), or
+  // in the running one (at exit).
+  void log_held_back(LimitedWarnings::Clock::time_point now) { refused_log_.log_summary(now); }
+  void log_held_back_before_exit(LimitedWarnings::Clock::time_point now) {
+    refused_log_.log_final_summary(now);
+  }
 
   struct Counts {
     std::uint64_t routed = 0;    // handed to a worker
@@ -104,6 +111,9 @@ class PushDelivery {
   // Per worker, the pushes it was handed and has not settled.
   std::vector<InFlightPushes> in_flight_;
   Counts counts_;
+  // A backend can send pushes for unknown devices by the thousand: the first 10 of a
+  // minute are logged, the rest counted in one line (all of them in counts_.refused).
+  LimitedWarnings refused_log_{"pushes refused", 10, std::chrono::seconds(60)};
   std::int64_t last_stamp_ = 0;
   // push_returned batches being collected, per device, until the one with more == false;
   // with the worker they come from, whose death ends its batches where they are.

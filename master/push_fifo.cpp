@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -14,7 +13,6 @@ namespace iotsocket::master {
 namespace {
 
 constexpr std::size_t kReadChunk = 64 * 1024;
-constexpr std::size_t kExcerpt = 60;  // bytes of a bad line shown in the log
 
 }  // namespace
 
@@ -53,8 +51,7 @@ bool PushFifo::read_available(std::size_t budget, const OnRecord& on_record, con
       }
       auto record = protocol::parse_record(next.text);
       if (!record) {
-        on_bad(protocol::name(record.error()),
-               next.text.substr(0, std::min(next.text.size(), kExcerpt)));
+        on_bad(protocol::name(record.error()), next.text);
         continue;
       }
       on_record(std::move(*record));

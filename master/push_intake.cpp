@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/log_text.hpp"
+
 namespace iotsocket::master {
 
 PushIntake::PushIntake(std::unique_ptr<PushSource> source, int epoll, std::uint64_t tag,
@@ -22,15 +24,25 @@ void PushIntake::on_readable() {
   const bool ok = source_->read_available(
       kReadBudget,
       [this](protocol::Record record) { delivery_.route(record.device, std::move(record.payload)); },
-      [](std::string_view reason, std::string_view line) {
-        spdlog::warn("bad push record skipped: reason={} line='{}'", reason, line);
-      });
+      [this](std::string_view reason, std::string_view line) { log_bad_record(reason, line); });
   if (!ok) spdlog::error("reading {} failed: {}", source_->name(), std::strerror(errno));
   if (pool_.waiting_bytes() > kMaxWaitingBytes) set_reading(false);
 }
 
 void PushIntake::resume_when_drained() {
   if (!reading_ && pool_.waiting_bytes() <= kMaxWaitingBytes / 2) set_reading(true);
+}
+
+void PushIntake::log_held_back(LimitedWarnings::Clock::time_point now) { bad_records_.log_summary(now); }
+
+void PushIntake::log_held_back_before_exit(LimitedWarnings::Clock::time_point now) {
+  bad_records_.log_final_summary(now);
+}
+
+// The reason is one of protocol/errors.hpp's fixed names; the line is the backend's bytes.
+void PushIntake::log_bad_record(std::string_view reason, std::string_view line) {
+  bad_records_.warn(LimitedWarnings::Clock::now(), reason, "bad push record skipped: reason={} line='{}'",
+                    reason, printable(line, kBadRecordExcerpt));
 }
 
 void PushIntake::set_reading(bool on) {

@@ -15,7 +15,8 @@ namespace iotsocket::master {
 class PushSource {
  public:
   using OnRecord = std::function<void(protocol::Record record)>;
-  // A record that is not valid: why, and the start of it for the log.
+  // A record that is not valid: why, and its bytes as they came (untrusted: made printable
+  // before they are logged).
   using OnBad = std::function<void(std::string_view reason, std::string_view line)>;
 
   virtual ~PushSource() = default;

@@ -150,6 +150,58 @@ TEST_F(PushTest, BadRecordsAreLoggedAndSkippedWhileGoodOnesAroundThemArrive) {
   ASSERT_EQ(d->read_pushes(1).size(), 1u);
 }
 
+// Issue 16, item 6: whoever can write the push FIFO can neither forge log lines (ESC, CR,
+// invalid UTF-8 come out as \xNN) nor flood the log (the first 10 bad records, and the
+// first 10 pushes refused, in a minute are logged, the rest counted in one summary line
+// each), and the server goes on serving.
+TEST_F(PushTest, GarbageInThePushFifoIsLoggedEscapedAndRateLimitedAndTheServerServes) {
+  constexpr std::size_t kBadRecordsLogged = 10;  // PushIntake::kBadRecordsLogged
+  auto d = logged_in(server_, *reader_, kFirstId);
+  constexpr std::size_t kGarbage = 20'000;
+  const std::string kinds[] = {
+      "\x1b[2J\x1b[31mforged\r2099-01-01T00:00:00.000 critical master: a forged line",
+      "12\x1b]0;title\x07 bad-device-id",
+      std::to_string(kFirstId) + " \xff\xfe",  // payload under 5 bytes, not UTF-8
+      "\xc3\x28\xa0\xa1 \xf0\x28\x8c\x28 invalid UTF-8 everywhere",
+  };
+  std::string garbage;
+  for (std::size_t i = 0; i < kGarbage; ++i) garbage += kinds[i % 4] + "\n";
+  server_.push_lines(garbage);
+  // Well-formed, for a device nobody registered: refused, and as limited in the log.
+  constexpr std::size_t kRefused = 2'000;
+  std::string unknown;
+  for (std::size_t i = 0; i < kRefused; ++i) unknown += push_record(9999999999, "for-nobody");
+  server_.push_lines(unknown);
+  server_.push_lines(push_record(kFirstId, "after-the-garbage"));
+  const auto pushes = d->read_pushes(1, 30s);
+  ASSERT_EQ(pushes.size(), 1u) << server_.log().substr(0, 4000);
+  EXPECT_EQ(pushes[0].payload, "after-the-garbage");
+
+  const std::string during = server_.log();
+  EXPECT_EQ(server_.count_in_log("bad push record skipped: reason="), kBadRecordsLogged);
+  EXPECT_NE(during.find("bad push record skipped: reason=bad_device_id "
+                        "line='\\x1b[2J\\x1b[31mforged\\x0d2099-01-01T00:00:00.000 critical"),
+            std::string::npos)
+      << during.substr(0, 4000);
+  EXPECT_NE(during.find("line='" + std::to_string(kFirstId) + " \\xff\\xfe'"), std::string::npos);
+  ASSERT_EQ(server_.stop(), 0);
+  const std::string log = server_.log();
+  EXPECT_EQ(log.find_first_of("\x1b\r"), std::string::npos) << "a raw ESC or CR reached the log";
+  EXPECT_EQ(log.find("\xff\xfe"), std::string::npos) << "raw invalid UTF-8 reached the log";
+  EXPECT_EQ(log.find("\n2099-01-01"), std::string::npos) << "a forged line";
+  // The rest are counted, not lost: one summary line (at exit here; every minute under a
+  // flood that lasts).
+  const std::string summary = "... and " + std::to_string(kGarbage - kBadRecordsLogged) +
+                              " more bad push records skipped in the last ";
+  EXPECT_EQ(server_.count_in_log("more bad push records skipped"), 1u) << log.substr(log.size() - 2000);
+  EXPECT_NE(log.find(summary), std::string::npos) << log.substr(log.size() - 2000);
+  EXPECT_EQ(server_.count_in_log("push refused: device=9999999999"), kBadRecordsLogged);
+  EXPECT_NE(log.find("... and " + std::to_string(kRefused - kBadRecordsLogged) +
+                     " more pushes refused in the last "),
+            std::string::npos)
+      << log.substr(log.size() - 2000);
+}
+
 TEST_F(PushTest, ThousandDevicesTenThousandPushesEachExactlyOnceInOrder) {
   constexpr std::size_t kDevices = 1000;
   constexpr std::size_t kPerDevice = 10;

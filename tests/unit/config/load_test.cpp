@@ -221,6 +221,16 @@ TEST(LoadConfig, MissingFile) {
   EXPECT_EQ(e.to_string(), path + ": cannot read the config file: No such file or directory");
 }
 
+// A value quoted in a message cannot break the line or send a terminal an escape.
+TEST(LoadConfig, AnErrorIsOneLineWhateverTheValueHolds) {
+  const auto config = load_string("workers: \"2\\n2025-01-01 fake line\\e[2J\"\n", "x.yaml");
+  ASSERT_FALSE(config);
+  ASSERT_EQ(config.error().size(), 1u);
+  const std::string line = config.error()[0].to_string();
+  EXPECT_EQ(line.find_first_of("\n\r\x1b"), std::string::npos) << line;
+  EXPECT_NE(line.find("got '2\\x0a2025-01-01 fake line\\x1b[2J'"), std::string::npos) << line;
+}
+
 TEST(LoadConfig, DirectoryInsteadOfAFile) {
   TempDir dir;
   const auto config = load_file(dir.path().string());
