@@ -27,6 +27,18 @@ std::optional<DeviceRegistry> open_registry(const std::string& path, Mode mode) 
 
 int done(const Status& status) { return status ? kExitOk : fail(status.error()); }
 
+// One line per bad line, "FILE:LINE: what", then how many there were: the operator mends
+// them all before the next run.
+int report_bad_lines(const std::string& name, const BadLines& bad) {
+  for (const BadLine& line : bad.first) fail(name + ":" + std::to_string(line.line) + ": " + line.what);
+  if (bad.count > bad.first.size()) {
+    fail(name + ": ... and " + std::to_string(bad.count - bad.first.size()) + " more bad lines");
+  }
+  if (!bad.read_error.empty()) fail(name + ": " + bad.read_error);
+  const std::string count = bad.count == 1 ? "1 bad line" : std::to_string(bad.count) + " bad lines";
+  return fail(name + ": " + (bad.count > 0 ? count + "; " : std::string()) + "nothing imported");
+}
+
 }  // namespace
 
 int fail(std::string_view message) {
@@ -82,7 +94,7 @@ int devices_import(const std::string& registry, const std::string& file, bool fa
   }
   std::istream& in = file == "-" ? std::cin : in_file;
   const auto devices = read_import(in);
-  if (!devices) return fail((file == "-" ? "stdin" : file) + ": " + devices.error() + " (nothing imported)");
+  if (!devices) return report_bad_lines(file == "-" ? "stdin" : file, devices.error());
   auto opened = open_registry(registry, Mode::read_write);
   if (!opened) return kExitFailed;
   const auto imported =

@@ -4,6 +4,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "common/log_text.hpp"
 #include "protocol/device_id.hpp"
 #include "protocol/encoder.hpp"
 
@@ -11,6 +12,7 @@ namespace iotsocket::ctl {
 namespace {
 
 constexpr std::string_view kBlanks = " \t\r";  // \r: files written on Windows
+constexpr std::size_t kShownId = 40;  // bytes of a bad ID quoted in its message
 
 // Splits off the first blank-separated field of `rest`.
 std::string_view next_field(std::string_view& rest) {
@@ -26,33 +28,43 @@ std::string_view next_field(std::string_view& rest) {
   return field;
 }
 
+// What is wrong with one line, or nullopt when it is a device (added to `devices`).
+std::optional<std::string> take_line(std::string_view line, std::size_t number,
+                                     std::vector<DeviceKey>& devices,
+                                     std::unordered_map<DeviceId, std::size_t>& first_line) {
+  std::string_view rest = line;
+  const std::string_view id_text = next_field(rest);
+  if (id_text.empty() || id_text.front() == '#') return std::nullopt;
+  const std::string_view key = next_field(rest);
+  if (key.empty() || !next_field(rest).empty()) return "expected `ID KEY`";
+  const auto id = protocol::parse_device_id(id_text);
+  if (!id) return "bad device ID '" + printable(id_text, kShownId) + "'";
+  if (!protocol::is_sendable_key(key)) {
+    return "a key must be 1 to 512 printable ASCII characters, without ':' or \"|#|\"";
+  }
+  if (const auto [it, added] = first_line.emplace(*id, number); !added) {
+    return "device " + protocol::to_string(*id) + " appears twice (first on line " +
+           std::to_string(it->second) + ")";
+  }
+  devices.push_back({*id, std::string(key)});
+  return std::nullopt;
+}
+
 }  // namespace
 
-Expected<std::vector<DeviceKey>, std::string> read_import(std::istream& in) {
+Expected<std::vector<DeviceKey>, BadLines> read_import(std::istream& in) {
   std::vector<DeviceKey> devices;
   std::unordered_map<DeviceId, std::size_t> first_line;
+  BadLines bad;
   std::string line;
   for (std::size_t number = 1; std::getline(in, line); ++number) {
-    const auto fail = [number](const std::string& what) {
-      return Unexpected{"line " + std::to_string(number) + ": " + what};
-    };
-    std::string_view rest = line;
-    const std::string_view id_text = next_field(rest);
-    if (id_text.empty() || id_text.front() == '#') continue;
-    const std::string_view key = next_field(rest);
-    if (key.empty() || !next_field(rest).empty()) return fail("expected `ID KEY`");
-    const auto id = protocol::parse_device_id(id_text);
-    if (!id) return fail("bad device ID '" + std::string(id_text) + "'");
-    if (!protocol::is_sendable_key(key)) {
-      return fail("a key must be 1 to 512 printable ASCII characters, without ':' or \"|#|\"");
-    }
-    if (const auto [it, added] = first_line.emplace(*id, number); !added) {
-      return fail("device " + protocol::to_string(*id) + " appears twice (first on line " +
-                  std::to_string(it->second) + ")");
-    }
-    devices.push_back({*id, std::string(key)});
+    auto what = take_line(line, number, devices, first_line);
+    if (!what) continue;
+    if (bad.first.size() < BadLines::kMaxKept) bad.first.push_back({number, std::move(*what)});
+    ++bad.count;
   }
-  if (in.bad()) return Unexpected{std::string("read error")};
+  if (in.bad()) bad.read_error = "read error";
+  if (bad.count > 0 || !bad.read_error.empty()) return Unexpected{std::move(bad)};
   return devices;
 }
 

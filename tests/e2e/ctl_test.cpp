@@ -160,11 +160,11 @@ TEST_F(CtlTest, ImportsStdinWithFastHash) {
 
 TEST_F(CtlTest, BadImportLineImportsNothing) {
   const std::vector<std::pair<std::string, std::string>> cases{
-      {"1 one\n2 two\n3\n", "line 3: expected `ID KEY`"},
-      {"1 one\n# note\nabc two\n", "line 3: bad device ID 'abc'"},
-      {"1 one\n2 two words\n", "line 2: expected `ID KEY`"},
-      {"1 one\n2 a:b\n", "line 2: a key must be"},
-      {"1 one\n\n01 again\n", "line 3: device 0000000001 appears twice (first on line 1)"},
+      {"1 one\n2 two\n3\n", "stdin:3: expected `ID KEY`"},
+      {"1 one\n# note\nabc two\n", "stdin:3: bad device ID 'abc'"},
+      {"1 one\n2 two words\n", "stdin:2: expected `ID KEY`"},
+      {"1 one\n2 a:b\n", "stdin:2: a key must be"},
+      {"1 one\n\n01 again\n", "stdin:3: device 0000000001 appears twice (first on line 1)"},
       {"1 one\n42 two\n", "device 0000000042 already exists"},
   };
   expect_ok(ctl({"devices", "add", "42"}));
@@ -175,6 +175,34 @@ TEST_F(CtlTest, BadImportLineImportsNothing) {
     EXPECT_NE(r.err.find("nothing imported"), std::string::npos) << r.err;
     EXPECT_EQ(registry().verify(DeviceId{1}, "one"), LoginCheck::unknown_device) << input;
   }
+}
+
+// Every bad line is named in one run (the first 100, then a count), each on a line of its
+// own whatever bytes the file holds, and nothing is imported.
+TEST_F(CtlTest, EveryBadImportLineIsReportedAndNothingImported) {
+  const fs::path file = dir_ / "fleet.txt";
+  std::ofstream(file) << "1 one\nabc two\n3\n4 four\n4 again\n\x1b[2J\xff five\n6 six\n";
+  const Outcome r = ctl({"devices", "import", file.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  const std::string name = file.string();
+  EXPECT_EQ(r.err, "iotsocketctl: " + name + ":2: bad device ID 'abc'\n"
+                   "iotsocketctl: " + name + ":3: expected `ID KEY`\n"
+                   "iotsocketctl: " + name + ":5: device 0000000004 appears twice (first on line 4)\n"
+                   "iotsocketctl: " + name + ":6: bad device ID '\\x1b[2J\\xff'\n"
+                   "iotsocketctl: " + name + ": 4 bad lines; nothing imported\n");
+  EXPECT_EQ(registry().verify(DeviceId{1}, "one"), LoginCheck::unknown_device);
+
+  std::string garbage;
+  for (int i = 0; i < 250; ++i) garbage += "x" + std::to_string(i) + " key\n";
+  const Outcome many = ctl({"devices", "import", "-"}, "7 seven\n" + garbage);
+  EXPECT_EQ(many.exit_code, 1);
+  EXPECT_NE(many.err.find("stdin:101: bad device ID 'x99'\n"), std::string::npos) << many.err;
+  EXPECT_EQ(many.err.find("stdin:102:"), std::string::npos) << many.err;
+  EXPECT_NE(many.err.find("iotsocketctl: stdin: ... and 150 more bad lines\n"
+                          "iotsocketctl: stdin: 250 bad lines; nothing imported\n"),
+            std::string::npos)
+      << many.err;
+  EXPECT_EQ(registry().verify(DeviceId{7}, "seven"), LoginCheck::unknown_device);
 }
 
 TEST_F(CtlTest, BadIdIsAUsageError) {
