@@ -4,6 +4,9 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -21,6 +24,14 @@ constexpr const char* kIntermediateCiphers =
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 constexpr const char* kGroups = "X25519:prime256v1:secp384r1";
+
+// OpenSSL reads a directory as a file without PEM data, and "cannot load" (or, for the key,
+// our guess of an encrypted key) would send the operator looking for the wrong mistake.
+std::optional<std::string> directory_given(const std::string& path, const std::string& what) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return std::nullopt;
+  return what + " " + path + " is a directory; expected a PEM file";
+}
 
 Unexpected<std::string> failure(const std::string& what) {
   std::string reason = drain_tls_errors();
@@ -63,6 +74,9 @@ Expected<SslCtx, std::string> make_server_context(const std::string& cert_file,
                                   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   // Resumption by ticket only: a server-side cache would grow with the fleet.
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  for (const auto& [path, what] : {std::pair{&cert_file, "certificate"}, std::pair{&key_file, "private key"}}) {
+    if (auto wrong = directory_given(*path, what)) return Unexpected{std::move(*wrong)};
+  }
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert_file.c_str()) != 1) {
     return failure("cannot load certificate " + cert_file);
   }

@@ -151,14 +151,20 @@ struct ConfigError {
 
 using LoadResult = Expected<Config, std::vector<ConfigError>>;
 
+// What a load checks beyond the file itself. `server`: the files iotsocketd opens at start
+// are usable (tls.cert and tls.key readable files, spool.dir a writable directory or one
+// that can be made), each problem with its key and line like any other; iotsocketctl,
+// which opens none of them, and a reload, which keeps the spool, do not ask for it.
+enum class FileChecks { none, server };
+
 // Reads and validates a config file. Relative paths inside it are taken relative to the
 // directory of the file, so a config under ./var/ can name "cert.pem".
-LoadResult load_file(const std::string& path);
+LoadResult load_file(const std::string& path, FileChecks checks = FileChecks::none);
 
 // Same, from text (tests); `name` stands for the file name in messages and `base_dir`
 // resolves relative paths.
 LoadResult load_string(const std::string& text, const std::string& name,
-                       const std::string& base_dir = ".");
+                       const std::string& base_dir = ".", FileChecks checks = FileChecks::none);
 
 // Worker count after resolving `auto`.
 unsigned effective_workers(const Config& config);

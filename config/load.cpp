@@ -14,6 +14,7 @@
 #include "config/config.hpp"
 #include "config/reader.hpp"
 #include "config/schema.hpp"
+#include "config/server_files.hpp"
 
 namespace iotsocket::config {
 namespace {
@@ -40,7 +41,7 @@ Expected<std::string, std::string> read_text(const std::string& path) {
 }
 
 LoadResult load_document(const std::vector<YAML::Node>& documents, const std::string& name,
-                         const std::string& base_dir) {
+                         const std::string& base_dir, FileChecks checks) {
   if (documents.empty() || (documents.size() == 1 && documents[0].IsNull())) {
     return one_error({name, 0, 0, "",
                       "empty config; expected a mapping of settings "
@@ -54,6 +55,8 @@ LoadResult load_document(const std::vector<YAML::Node>& documents, const std::st
   Config config = read_config(reader, documents[0]);
   config.path = name;
   check_config(reader, config);
+  // On disk only once the file is right: a key refused above would be checked at its default.
+  if (checks == FileChecks::server && !reader.failed()) check_server_files(reader, config);
   if (reader.failed()) return Unexpected<std::vector<ConfigError>>{reader.take_errors()};
   return config;
 }
@@ -72,9 +75,9 @@ std::string ConfigError::to_string() const {
 }
 
 LoadResult load_string(const std::string& text, const std::string& name,
-                       const std::string& base_dir) {
+                       const std::string& base_dir, FileChecks checks) {
   try {
-    return load_document(YAML::LoadAll(text), name, base_dir);
+    return load_document(YAML::LoadAll(text), name, base_dir, checks);
   } catch (const YAML::Exception& e) {
     // A syntax error (ParserException) or anything else yaml-cpp throws while we walk.
     const Where where = where_of("", e.mark);
@@ -82,11 +85,11 @@ LoadResult load_string(const std::string& text, const std::string& name,
   }
 }
 
-LoadResult load_file(const std::string& path) {
+LoadResult load_file(const std::string& path, FileChecks checks) {
   auto text = read_text(path);
   if (!text) return one_error({path, 0, 0, "", text.error()});
   std::string dir = std::filesystem::path(path).parent_path().string();
-  return load_string(*text, path, dir.empty() ? "." : dir);
+  return load_string(*text, path, dir.empty() ? "." : dir, checks);
 }
 
 unsigned effective_workers(const Config& config) {

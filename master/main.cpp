@@ -80,8 +80,10 @@ bool prepare_runtime(const config::Config& config) {
   return true;
 }
 
+// With the files the server opens at start (--check-config too): a missing certificate or
+// a spool.dir that is a file is named with its key and line before anything starts.
 std::optional<config::Config> load_config(const std::string& path) {
-  auto loaded = config::load_file(path);
+  auto loaded = config::load_file(path, config::FileChecks::server);
   if (!loaded) {
     for (const auto& error : loaded.error()) std::cerr << error.to_string() << '\n';
     return std::nullopt;

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <set>
@@ -120,6 +121,21 @@ TEST_F(ReloadTest, AKeyThatDoesNotMatchIsRefusedAndTheOldOneStays) {
   EXPECT_NE(server_.log().find("does not match certificate " + server_.dir() + "/cert.pem"),
             std::string::npos)
       << server_.log();
+  EXPECT_EQ(served_pins(), std::set<std::string>{old_pin_});
+}
+
+// Issue 16, item 7b: a directory as the key is named as one (it once read as "an
+// encrypted key is not supported").
+TEST_F(ReloadTest, ADirectoryAsTheKeyIsRefusedAsADirectoryAndTheOldOneStays) {
+  const std::string key = server_.dir() + "/key.pem";
+  std::filesystem::remove(key);
+  std::filesystem::create_directory(key);
+  reload("reload refused");
+  EXPECT_NE(server_.log().find("reload refused, the running certificate stays: tls: private key " + key +
+                               " is a directory; expected a PEM file"),
+            std::string::npos)
+      << server_.log();
+  EXPECT_EQ(server_.log().find("encrypted"), std::string::npos) << server_.log();
   EXPECT_EQ(served_pins(), std::set<std::string>{old_pin_});
 }
 
