@@ -10,7 +10,8 @@
 #   make unit       everything in build/ (with the tests) and its unit and e2e tests: the quick
 #                   loop of a developer (optimised, no sanitizers)
 #   make asan       the sanitizer build (build-asan/) and its unit and e2e tests
-#   make installed  the client library installed with CMake, and the Debian package test
+#   make installed  the client library installed with CMake, the memory fault test (it needs
+#                   glibc's allocator, not a sanitizer's) and the Debian package test
 #   make fuzz       the fuzz build (build-fuzz/, clang) and the fuzz run
 #   make deb        the Debian packages in build-deb/ (checked by lintian)
 #   make clean
@@ -65,7 +66,8 @@ asan: deps
 # The package test needs root: NO_PACKAGE_TEST=1 leaves it out. It runs verbosely, so that
 # its timings and the unit's security exposure are in the log.
 installed: build
-	$(CTEST) --test-dir build -L install
+	cmake --build build --target memory_fault_test
+	$(CTEST) --test-dir build -L "install|release"
 	$(if $(NO_PACKAGE_TEST),@echo "installed: the package test is left out (NO_PACKAGE_TEST)",$(CTEST) --test-dir build -L package -V)
 
 fuzz: deps

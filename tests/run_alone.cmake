@@ -12,5 +12,6 @@ set_tests_properties(
   # rates and spreads in time
   BackPressureFault.SpoolAtItsBoundAndNoBackendFor30sLosesNothingAndSaysSo
   FloodFault.ALoggedInDeviceLosesNothingAndALegitimateLoginSucceedsDuringAFlood
+  MemoryFault.AfterFourFloodWavesTheServerIsWithinTwiceItsStartingMemory
   ClientTest.ABacklogAfterARestartStaysUnderTheServersFloodLimit
   PROPERTIES RUN_SERIAL TRUE)

@@ -121,7 +121,7 @@ bool Worker::advance_handshake(Connection& c) noexcept {
       shm::WorkerCounters::sub(counters_.handshaking);
       connections_.set_interest(c, EPOLLIN);
       SSL_free_buffers(c.ssl.get());  // most devices send their login frame a moment later
-      ++handshakes_since_trim_;
+      ++churn_since_trim_;
       deadlines_.schedule(c);
       return true;
     case Io::want_read:
@@ -276,6 +276,7 @@ void Worker::close(Connection& c, std::string_view reason, Why why) noexcept {
   tls_goodbye(c);
   master_.say(channel::Cmd::connection_closed, c.peer);
   connections_.remove(c);
+  ++churn_since_trim_;
 }
 
 // A logged-in device leaves: its hold, what the registry keeps of the session, its unsent

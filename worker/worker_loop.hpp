@@ -129,7 +129,7 @@ class Worker {
 
   int sink_watched_fd_ = -1;
   bool fd_shortage_logged_ = false;
-  std::uint32_t handshakes_since_trim_ = 0;
+  std::uint32_t churn_since_trim_ = 0;
   SteadyTime last_trim_{};
   std::uint64_t seen_close_epoch_ = 0;
   SteadyTime next_holder_check_{};
