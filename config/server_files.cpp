@@ -26,9 +26,11 @@ std::optional<std::string> unreadable_file(const std::string& path, const std::s
   return std::nullopt;
 }
 
-// The nearest of `path` and its parents that exists ("/" at the latest).
+// The nearest of `path` and its parents that exists ("/" at the latest). A relative path
+// is taken from the working directory (whose parents a relative path would not reach).
 fs::path nearest_existing(fs::path path) {
   std::error_code ec;
+  if (path.is_relative()) path = fs::absolute(path, ec);
   while (path.has_relative_path() && !fs::exists(path, ec)) path = path.parent_path();
   return path;
 }
@@ -39,12 +41,13 @@ std::optional<std::string> unwritable_dir(const std::string& dir) {
   constexpr std::string_view kExpected = "; expected a directory the server can write in";
   const fs::path existing = nearest_existing(dir);
   std::error_code ec;
+  const bool exists_itself = existing == fs::absolute(fs::path(dir), ec);
   if (!fs::is_directory(existing, ec)) {
-    if (existing == fs::path(dir)) return dir + " is not a directory" + std::string(kExpected);
+    if (exists_itself) return dir + " is not a directory" + std::string(kExpected);
     return dir + " cannot be made: " + existing.string() + " is not a directory";
   }
   if (::access(existing.c_str(), W_OK | X_OK) != 0) {
-    if (existing == fs::path(dir)) return "cannot write in " + dir + ": " + errno_text();
+    if (exists_itself) return "cannot write in " + dir + ": " + errno_text();
     return dir + " cannot be made in " + existing.string() + ": " + errno_text();
   }
   return std::nullopt;

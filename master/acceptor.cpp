@@ -90,26 +90,43 @@ bool Acceptor::over_caps(const IpKey& ip) {
   return false;
 }
 
+bool Acceptor::behind(std::uint32_t worker) const {
+  return shm::WorkerCounters::get(table_.counters(worker).handshakes_deferred) >= kBehindHandshakes;
+}
+
 bool Acceptor::every_worker_behind() const {
   bool any_ready = false;
   for (std::uint32_t i = 0; i < pool_.size(); ++i) {
     if (pool_.at(i).state != WorkerState::ready) continue;
     any_ready = true;
-    if (shm::WorkerCounters::get(table_.counters(i).handshakes_deferred) < kBehindHandshakes) return false;
+    if (!behind(i)) return false;
   }
   return any_ready;
 }
 
-// Sends the socket to the least-loaded ready worker whose channel has room. False when
-// none has; the socket stays with the caller.
+// Sends the socket to the least-loaded ready worker whose channel has room, a worker behind
+// on handshakes only when no other takes it. False when none has room; the socket stays
+// with the caller.
 bool Acceptor::send_to_worker(Fd& socket, const PeerAddress& peer) {
-  std::vector<WorkerProcess*> full;
-  for (WorkerProcess* w = pool_.least_loaded(full); w != nullptr; w = pool_.least_loaded(full)) {
+  std::vector<const WorkerProcess*> skip;
+  for (std::uint32_t i = 0; i < pool_.size(); ++i) {
+    if (behind(i)) skip.push_back(&pool_.at(i));
+  }
+  const auto behind_ones = static_cast<std::ptrdiff_t>(skip.size());
+  if (send_to_least_loaded(socket, peer, skip)) return true;
+  skip.erase(skip.begin(), skip.begin() + behind_ones);  // now the full ones: try the rest
+  return send_to_least_loaded(socket, peer, skip);
+}
+
+// Tries the ready workers not in `skip`, least loaded first; adds each full one to `skip`.
+bool Acceptor::send_to_least_loaded(Fd& socket, const PeerAddress& peer,
+                                    std::vector<const WorkerProcess*>& skip) {
+  for (WorkerProcess* w = pool_.least_loaded(skip); w != nullptr; w = pool_.least_loaded(skip)) {
     if (pool_.hand_over(*w, socket.get(), peer) == Io::ok) {
       socket.reset();  // the worker holds its own copy
       return true;
     }
-    full.push_back(w);
+    skip.push_back(w);
   }
   return false;
 }

@@ -72,8 +72,10 @@ class Acceptor {
  private:
   void hand_off(Fd socket, const PeerAddress& peer);
   bool over_caps(const IpKey& ip);
+  bool behind(std::uint32_t worker) const;
   bool every_worker_behind() const;
   bool send_to_worker(Fd& socket, const PeerAddress& peer);
+  bool send_to_least_loaded(Fd& socket, const PeerAddress& peer, std::vector<const WorkerProcess*>& skip);
   void hand_off_parked();
   void pause_for_fd_shortage(std::size_t index);
   void set_accepting(bool on);

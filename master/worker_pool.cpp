@@ -240,7 +240,7 @@ Io WorkerPool::hand_over(WorkerProcess& w, int socket, const PeerAddress& peer) 
 
 // ---- figures --------------------------------------------------------------------------
 
-WorkerProcess* WorkerPool::least_loaded(std::span<WorkerProcess* const> skip) {
+WorkerProcess* WorkerPool::least_loaded(std::span<const WorkerProcess* const> skip) {
   WorkerProcess* best = nullptr;
   for (auto& w : workers_) {
     if (w.state != WorkerState::ready) continue;

@@ -100,7 +100,7 @@ class WorkerPool final : public WorkerLink {
   Io hand_over(WorkerProcess& w, int socket, const PeerAddress& peer);
 
   // The ready worker with the fewest connections, not one of `skip`; null when none.
-  WorkerProcess* least_loaded(std::span<WorkerProcess* const> skip = {});
+  WorkerProcess* least_loaded(std::span<const WorkerProcess* const> skip = {});
   std::uint32_t ready_count() const noexcept;
   bool all_exited() const noexcept;
   std::size_t size() const noexcept { return workers_.size(); }

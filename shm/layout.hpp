@@ -26,7 +26,7 @@ namespace detail {
 
 // "IOTSDEV1" read as a little-endian word; the version changes with the layout.
 constexpr std::uint64_t kMagic = 0x3156454453544f49ULL;
-constexpr std::uint32_t kVersion = 3;  // 2: skew and refusals in Entry; 3: WorkerCounters grew past one cache line
+constexpr std::uint32_t kVersion = 4;  // 2: skew and refusals in Entry; 3: WorkerCounters grew past one cache line; 4: back-pressure and handshake counters
 
 // The holder word: worker+1 (12 bits) | slot (24 bits) | conn_generation (28 bits).
 // Zero means free, which worker+1 >= 1 keeps apart from every holder.

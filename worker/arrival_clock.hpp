@@ -7,7 +7,10 @@
 // It costs no system call: epoll is level-triggered, so a connection watched for EPOLLIN
 // that a wait did not report had nothing unread when that wait returned, provided the wait
 // returned every ready descriptor (fewer than maxevents). A connection reported pass after
-// pass (one TLS record is read per pass) keeps the bound of the first pass of the streak.
+// pass (one TLS record is read per pass) keeps the bound of the first pass of the streak,
+// until the worker sees its socket empty (caught_up(): one FIONREAD, only for a connection
+// whose bound is over a second old), so that neither a long backlog nor a long pause leaves
+// the bound, and with it the flood limit's clock, far behind.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +32,11 @@ struct ArrivalMark {
   // EPOLLIN is off (paused, or TLS must write first): a pass that does not report the
   // connection proves nothing until it is read again.
   void not_watched() noexcept { read_pass = kNotWatched; }
+  // The socket was seen empty at `now` (and nothing is buffered above it): whatever is read
+  // later came after it. Ends a streak that would otherwise keep an old bound.
+  void caught_up(protocol::Time now) noexcept {
+    if (unread_since < now) unread_since = now;
+  }
 
   std::uint64_t read_pass = kNotWatched;
   protocol::Time unread_since{};

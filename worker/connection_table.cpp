@@ -43,6 +43,7 @@ Connection* ConnectionTable::find(std::uint64_t t) noexcept {
 }
 
 void ConnectionTable::remove(Connection& c) noexcept {
+  if (c.paused) std::erase(paused_, tag_of(c));  // rare: a paused one closed (hang-up, age)
   const std::uint32_t slot = c.slot;
   slots_[slot].reset();  // closing the socket removes it from epoll
   free_slots_.push_back(slot);

@@ -2,6 +2,7 @@
 // and taken (the login first, then each frame into the inbound sink), pushes written when it
 // is writable, paused while the sink has no room, and closed with one log line.
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 
 #include <chrono>
 #include <memory>
@@ -157,7 +158,7 @@ void Worker::read_frames(Connection& c) noexcept {
         // OpenSSL would allocate its 16 KiB read buffer again only to hit EAGAIN, then
         // keep it for as long as the device stays quiet.
         if (c.ssl) SSL_free_buffers(c.ssl.get());  // nothing pending: give them back now
-        take_buffered_frames(c, arrival);
+        if (take_buffered_frames(c, arrival)) note_if_caught_up(c, arrival);
         return;
       case Io::want_read:
         connections_.set_interest(c, EPOLLIN);
@@ -177,6 +178,16 @@ void Worker::read_frames(Connection& c) noexcept {
       }
     }
   }
+}
+
+// A connection read pass after pass keeps the bound of its streak's start (ArrivalClock);
+// once that is over a second old, one FIONREAD tells whether the socket is empty now.
+// Not for a paused one (it has unread bytes by definition), nor while the decoder holds
+// the start of a frame (those bytes came earlier).
+void Worker::note_if_caught_up(Connection& c, protocol::Arrival arrival) noexcept {
+  if (c.paused || c.decoder.buffered() > 0 || arrival.latest - arrival.earliest <= kPromptRead) return;
+  int unread = 0;
+  if (::ioctl(c.fd.get(), FIONREAD, &unread) == 0 && unread == 0) c.arrival.caught_up(arrival.latest);
 }
 
 // False when the connection was closed.

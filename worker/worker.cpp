@@ -20,6 +20,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "protocol/limits.hpp"
 #include "worker/inbound_sink.hpp"
 #include "worker/worker_loop.hpp"
 
@@ -71,7 +72,8 @@ int Worker::run() noexcept {
       spdlog::critical("epoll_wait failed: {}", std::strerror(errno));
       return 1;
     }
-    arrivals_.pass_began(n < kMaxEvents, wall_now());
+    // An interrupted wait (a stopped and continued process) saw nothing: it proves no one empty.
+    arrivals_.pass_began(n >= 0 && n < kMaxEvents, wall_now());
     handshakes_.pass_began();
     for (int i = 0; i < n; ++i) on_event(events[i].data.u64, events[i].events);
     after_events(steady_clock::now());
@@ -175,8 +177,11 @@ void Worker::flush_inbound() noexcept {
       if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0) sink_watched_fd_ = fd;
     }
   }
+  // Back-pressure is a sink that could not make room in its flush, not a connection paused
+  // and resumed within the pass: judged (and its cause read) before the resume.
+  const bool no_room = !inbound_->has_room(protocol::kMaxBody);
+  back_pressure_.update(steady_clock::now(), no_room ? connections_.paused_count() : 0, *inbound_);
   resume_paused();
-  back_pressure_.update(steady_clock::now(), connections_.paused_count(), *inbound_);
 }
 
 void Worker::trim_memory(SteadyTime now) noexcept {

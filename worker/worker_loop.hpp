@@ -94,6 +94,7 @@ class Worker {
   bool advance_handshake(Connection& c) noexcept;
   void read_frames(Connection& c) noexcept;
   bool take_buffered_frames(Connection& c, protocol::Arrival arrival) noexcept;
+  void note_if_caught_up(Connection& c, protocol::Arrival arrival) noexcept;
   bool take_frame(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival) noexcept;
   bool log_in(Connection& c, const protocol::FrameView& frame, protocol::Arrival arrival) noexcept;
   void resume_paused() noexcept;

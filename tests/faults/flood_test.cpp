@@ -137,8 +137,9 @@ TEST(FloodFault, ALoggedInDeviceLosesNothingAndALegitimateLoginSucceedsDuringAFl
   for (int i = 0; i < sent.load(); ++i) expected[static_cast<std::size_t>(i)] = i;
   EXPECT_EQ(backend.ticks, expected);
   // Before the handshake budget, its frames waited behind the flood's handshakes for
-  // seconds (and were refused as stale after 3 s).
-  EXPECT_LT(backend.worst, 2s) << "the bystander's frames waited behind the flood";
+  // seconds (4,987 ms in a run without it, beside 656 ms with it; and, before frames were
+  // judged by their arrival, refused as stale after 3 s). 3 s leaves room for a loaded CI.
+  EXPECT_LT(backend.worst, 3s) << "the bystander's frames waited behind the flood";
   EXPECT_EQ(server.count_in_log("rejected device=" + std::to_string(kBystander)), 0u)
       << server.log().substr(0, 4000);
   EXPECT_LT(login_took, 30s) << "the late comer never got in";

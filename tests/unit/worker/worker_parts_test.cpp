@@ -99,7 +99,7 @@ TEST(ConnectionTable, GenerationsFitTheHolderWordAndSkipZero) {
   }
 }
 
-TEST(ConnectionTable, PausedConnectionsComeBackOnceInOrder) {
+TEST(ConnectionTable, PausedConnectionsComeBackOnceInOrderAndAClosedOneLeavesTheList) {
   Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
   ConnectionTable table(epoll.get());
   SocketPair p1, p2;
@@ -115,6 +115,14 @@ TEST(ConnectionTable, PausedConnectionsComeBackOnceInOrder) {
   EXPECT_TRUE(table.any_paused());
   EXPECT_EQ(table.take_paused(), (std::vector{ConnectionTable::tag_of(b), ConnectionTable::tag_of(a)}));
   EXPECT_FALSE(table.any_paused());
+  // A paused one that closes (a hang-up, its age) leaves the list.
+  a.paused = b.paused = false;  // resumed, as the worker does with what take_paused() gave
+  table.pause(a);
+  table.pause(b);
+  const std::uint64_t b_tag = ConnectionTable::tag_of(b);
+  table.remove(a);
+  EXPECT_EQ(table.paused_count(), 1U);
+  EXPECT_EQ(table.take_paused(), (std::vector{b_tag}));
 }
 
 // --- ArrivalClock ---
@@ -191,6 +199,21 @@ TEST(ArrivalClock, APausedConnectionKeepsTheBoundFromBeforeThePause) {
   clock.pass_began(true, at_ms(30'100));
   clock.pass_began(true, at_ms(30'200));
   EXPECT_EQ(clock.reading(c.arrival, at_ms(30'200)).earliest, at_ms(30'100));
+}
+
+// Seen empty (FIONREAD 0, nothing buffered), a connection's bound moves up to that moment:
+// a long streak or an old pause no longer widens the interval.
+TEST(ArrivalClock, CaughtUpEndsAStreak) {
+  ArrivalClock clock;
+  ArrivalMark mark;
+  mark.start(at_ms(0));
+  for (int pass = 1; pass <= 50; ++pass) {
+    clock.pass_began(true, at_ms(pass * 100));
+    ASSERT_EQ(clock.reading(mark, at_ms(pass * 100)).earliest, at_ms(0)) << pass;
+  }
+  mark.caught_up(at_ms(5'000));
+  clock.pass_began(true, at_ms(5'100));
+  EXPECT_EQ(clock.reading(mark, at_ms(5'100)).earliest, at_ms(5'000));
 }
 
 // --- BackPressure ---
